@@ -54,6 +54,11 @@ od_status od_config_strings(od_config *c, const char *group, const char *key,
 /* Log a warning for every key of every group nobody looked up, and for
  * unknown groups. */
 void od_config_warn_unknown(od_config *c);
+/* "FILE:LINE" where group.key is set (where the group is, or the config path,
+ * when it is absent) into buf; returns buf. For errors found after a lookup,
+ * e.g. an unknown storage backend. */
+const char *od_config_where(od_config *c, const char *group, const char *key, char *buf,
+                            size_t n);
 
 /* ---- router.c -------------------------------------------------------------
  * Method + path with ":param" segments; literal segments beat parameters.
@@ -64,7 +69,10 @@ typedef struct od_route {
     const char *pattern;     /* as registered */
     uint32_t access;         /* OD_ACCESS_* */
     od_handler_fn fn;
-    void *self;              /* the module's self */
+    /* Where the owning module's self lives (&od_loaded_module.self). Routes are
+     * registered inside init(), before the module has returned its self, so the
+     * handler is called as fn(*self_slot, req). */
+    void *const *self_slot;
     const char *module;      /* owning module name, for logs */
 } od_route;
 
@@ -80,7 +88,7 @@ od_router *od_router_new(void);
 void od_router_free(od_router *r);
 /* OD_OK, OD_ERR_EXISTS (same method+pattern), OD_ERR_INVALID (bad pattern/method). */
 od_status od_router_add(od_router *r, const char *method, const char *pattern, uint32_t access,
-                        od_handler_fn fn, void *self, const char *module);
+                        od_handler_fn fn, void *const *self_slot, const char *module);
 /* Returns 200 (matched), 404 (no path matches), 405 (path matches, method
  * does not: m->allow lists the methods) or 400 (bad %-encoding in a segment). */
 int od_router_match(const od_router *r, const char *method, const char *path, od_route_match *m);
@@ -120,6 +128,10 @@ typedef struct od_loaded_module {
  * ("module NAME: ...") and returns NULL. expected_kind 0 = any. */
 od_loaded_module *od_loader_load(const char *dir, const char *name, uint32_t expected_kind);
 void od_loader_free(od_loaded_module *m); /* does not dlclose */
+/* Refuse m when its file or its descriptor name is already among mods[0..n):
+ * logs one line and returns OD_ERR_EXISTS, else OD_OK. */
+od_status od_loader_check_unique(od_loaded_module *const *mods, size_t n,
+                                 const od_loaded_module *m);
 
 /* ---- host.c ---------------------------------------------------------------
  * The od_host_api table and the core context. */
@@ -134,7 +146,7 @@ typedef struct od_core {
     const char *storage_name;     /* backend name, e.g. "memory" */
     const char *queue_name;
     od_authenticate_fn authenticate;
-    void *auth_self;
+    void *const *auth_self_slot;  /* as od_route.self_slot: the auth module's self */
     int64_t started_ms;           /* wall clock at start, for uptime */
     size_t max_body;              /* server.max_body_bytes */
     int development;              /* server.development */

@@ -133,6 +133,10 @@ struct od_host_api {
     const od_storage *(*storage)(od_module *m);
     const od_queue *(*queue)(od_module *m);
     const od_step *(*step)(od_module *m, const char *name);
+    /* The order pipeline: the steps named by `orders.pipeline`, in order.
+     * *steps points to *n step handles (n = 0 when none is configured). The
+     * core checked at start-up that each name is a loaded step module. */
+    od_status (*pipeline)(od_module *m, const od_step *const **steps, size_t *n);
 
     /* ---- metrics ----
      * Register at init only. name: [a-zA-Z_:][a-zA-Z0-9_:]*; labels: NULL or
