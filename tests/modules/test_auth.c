@@ -1,0 +1,539 @@
+/* test_auth.c - the auth module: token verification, login, rate limiting,
+ * start-up checks. Real storage_memory behind the mock host. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jwt.h>
+
+#include "odm.h"
+#include "test_support.h"
+
+#define NOW_MS 1795687200000LL /* 2026-11-26T10:00:00Z */
+#define NOW_S (NOW_MS / 1000)
+#define SECRET "0123456789abcdef0123456789abcdef-test-secret"
+#define PASSWORD "correct horse battery"
+#define USER_ID "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+static const od_module_desc *desc;
+static od_module *mod;
+static void *self;
+
+static void configure(od_module *m)
+{
+    mock_config_set_int(m, "argon2_iterations", 1);
+    mock_config_set_int(m, "argon2_memory_kib", 1024);
+    mock_config_set_int(m, "login_max_failures", 3);
+    mock_config_set_int(m, "login_window_seconds", 60);
+}
+
+static void put_user(const char *id, const char *email, const char *role)
+{
+    odm_hasher *hs = NULL;
+    char hash[ODM_HASH_MAX], body[512];
+    ck_assert_int_eq(odm_hasher_new(mock_host_api(), 1, 1024, 1, &hs), OD_OK);
+    ck_assert_int_eq(odm_password_hash(hs, PASSWORD, strlen(PASSWORD), hash), OD_OK);
+    odm_hasher_free(hs);
+    snprintf(body, sizeof body,
+             "{\"id\":\"%s\",\"name\":\"Alice\",\"email\":\"%s\",\"role\":\"%s\","
+             "\"passwordHash\":\"%s\",\"createdAt\":\"2026-11-26T10:00:00.000Z\","
+             "\"updatedAt\":\"2026-11-26T10:00:00.000Z\"}",
+             id, email, role, hash);
+    const od_index_value idx = {.index = "email", .value = email};
+    const od_storage *st = ts_storage();
+    ck_assert_int_eq(st->ops->put(st->self, "users", id, body, strlen(body), &idx, 1,
+                                  OD_PUT_IF_ABSENT, 0, NULL),
+                     OD_OK);
+}
+
+static void setup(void)
+{
+    mock_set_now_ms(NOW_MS);
+    mock_log_reset();
+    ts_storage_up();
+    desc = ts_load("auth");
+    mod = mock_module_new("auth");
+    mock_config_set_string(mod, "jwt_secret", SECRET);
+    configure(mod);
+    ck_assert_int_eq(desc->init(mock_host_api(), mod, &self), OD_OK);
+    put_user(USER_ID, "alice@example.com", "customer");
+}
+
+static void teardown(void)
+{
+    desc->destroy(self);
+    mock_module_free(mod);
+    ts_storage_down();
+}
+
+/* ---- token helpers ---- */
+
+static void b64url(const char *in, size_t len, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= (unsigned char)in[i + 2];
+        out[o++] = tab[(v >> 18) & 63];
+        out[o++] = tab[(v >> 12) & 63];
+        if (i + 1 < len)
+            out[o++] = tab[(v >> 6) & 63];
+        if (i + 2 < len)
+            out[o++] = tab[v & 63];
+    }
+    out[o] = '\0';
+}
+
+/* A token signed by libjwt with alg and key, carrying claims (JSON object). */
+static char *make_token(jwt_alg_t alg, const char *key, const char *claims)
+{
+    jwt_t *j = NULL;
+    ck_assert_int_eq(jwt_new(&j), 0);
+    ck_assert_int_eq(jwt_add_grants_json(j, claims), 0);
+    ck_assert_int_eq(jwt_set_alg(j, alg, (const unsigned char *)key, key ? (int)strlen(key) : 0),
+                     0);
+    char *t = jwt_encode_str(j);
+    ck_assert_ptr_nonnull(t);
+    jwt_free(j);
+    return t;
+}
+
+static char *claims(char *buf, size_t cap, const char *extra)
+{
+    snprintf(buf, cap, "{\"sub\":\"%s\",\"role\":\"customer\",\"iss\":\"orderd\",%s}", USER_ID,
+             extra);
+    return buf;
+}
+
+static od_status verify(const char *token, od_principal *p)
+{
+    memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    return mock_authenticator()(self, token, strlen(token), p);
+}
+
+static void assert_rejected(const char *token, const char *what)
+{
+    od_principal p;
+    ck_assert_msg(verify(token, &p) == OD_ERR_INVALID, "accepted: %s", what);
+}
+
+static void assert_signed_rejected(jwt_alg_t alg, const char *key, const char *extra,
+                                   const char *what)
+{
+    char c[512];
+    char *t = make_token(alg, key, claims(c, sizeof c, extra));
+    assert_rejected(t, what);
+    free(t);
+}
+
+#define TIMES "\"iat\":1795687200,\"exp\":1795690800"
+
+START_TEST(valid_token_accepted)
+{
+    char c[512];
+    char *t = make_token(JWT_ALG_HS256, SECRET, claims(c, sizeof c, TIMES));
+    od_principal p;
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    ck_assert_str_eq(p.user_id, USER_ID);
+    ck_assert_int_eq(p.role, OD_ROLE_CUSTOMER);
+    free(t);
+    snprintf(c, sizeof c, "{\"sub\":\"u1\",\"role\":\"admin\",\"iss\":\"orderd\",\"nbf\":%lld,%s}",
+             NOW_S, TIMES);
+    t = make_token(JWT_ALG_HS256, SECRET, c);
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    ck_assert_int_eq(p.role, OD_ROLE_ADMIN);
+    ck_assert_str_eq(p.user_id, "u1");
+    free(t);
+}
+END_TEST
+
+START_TEST(alg_none_rejected)
+{
+    char c[512], head[128], body[512], tok[1024];
+    b64url("{\"alg\":\"none\",\"typ\":\"JWT\"}", 27, head);
+    claims(c, sizeof c, TIMES);
+    b64url(c, strlen(c), body);
+    snprintf(tok, sizeof tok, "%s.%s.", head, body);
+    assert_rejected(tok, "alg none, no signature");
+    snprintf(tok, sizeof tok, "%s.%s.c2lnbmF0dXJl", head, body);
+    assert_rejected(tok, "alg none with signature");
+}
+END_TEST
+
+START_TEST(wrong_algorithm_or_key_rejected)
+{
+    assert_signed_rejected(JWT_ALG_HS512, SECRET, TIMES, "HS512 with our key");
+    assert_signed_rejected(JWT_ALG_HS384, SECRET, TIMES, "HS384 with our key");
+    assert_signed_rejected(JWT_ALG_HS256, "another-secret-of-at-least-32-bytes!!", TIMES,
+                           "HS256 wrong key");
+}
+END_TEST
+
+START_TEST(bad_claims_rejected)
+{
+    assert_signed_rejected(JWT_ALG_HS256, SECRET, "\"iat\":1795680000,\"exp\":1795687200",
+                           "expired (exp == now)");
+    assert_signed_rejected(JWT_ALG_HS256, SECRET, "\"iat\":1795687200", "missing exp");
+    assert_signed_rejected(JWT_ALG_HS256, SECRET, "\"iat\":1795687200,\"exp\":\"1795690800\"",
+                           "exp as string");
+    assert_signed_rejected(JWT_ALG_HS256, SECRET, "\"iat\":1795687200,\"exp\":1795690800.5",
+                           "exp as real");
+    assert_signed_rejected(JWT_ALG_HS256, SECRET, "\"exp\":1795690800", "missing iat");
+    assert_signed_rejected(JWT_ALG_HS256, SECRET, "\"iat\":1795687261,\"exp\":1795690800",
+                           "iat 61 s in the future");
+    assert_signed_rejected(JWT_ALG_HS256, SECRET, "\"nbf\":1795687300," TIMES, "nbf in future");
+
+    char c[512];
+    snprintf(c, sizeof c, "{\"sub\":\"%s\",\"role\":\"customer\",\"iss\":\"evil\",%s}", USER_ID,
+             TIMES);
+    char *t = make_token(JWT_ALG_HS256, SECRET, c);
+    assert_rejected(t, "wrong iss");
+    free(t);
+    snprintf(c, sizeof c, "{\"sub\":\"%s\",\"role\":\"root\",\"iss\":\"orderd\",%s}", USER_ID, TIMES);
+    t = make_token(JWT_ALG_HS256, SECRET, c);
+    assert_rejected(t, "unknown role");
+    free(t);
+    snprintf(c, sizeof c, "{\"sub\":\"\",\"role\":\"customer\",\"iss\":\"orderd\",%s}", TIMES);
+    t = make_token(JWT_ALG_HS256, SECRET, c);
+    assert_rejected(t, "empty sub");
+    free(t);
+    char sub[65];
+    memset(sub, 's', 64);
+    sub[64] = '\0';
+    snprintf(c, sizeof c, "{\"sub\":\"%s\",\"role\":\"customer\",\"iss\":\"orderd\",%s}", sub, TIMES);
+    t = make_token(JWT_ALG_HS256, SECRET, c);
+    assert_rejected(t, "64-char sub");
+    free(t);
+}
+END_TEST
+
+START_TEST(tampered_garbage_oversize_rejected)
+{
+    char c[512], body[512];
+    char *t = make_token(JWT_ALG_HS256, SECRET, claims(c, sizeof c, TIMES));
+    /* Same header and signature, payload claiming admin. */
+    snprintf(c, sizeof c, "{\"sub\":\"%s\",\"role\":\"admin\",\"iss\":\"orderd\",%s}", USER_ID, TIMES);
+    b64url(c, strlen(c), body);
+    char *dot1 = strchr(t, '.'), *dot2 = strrchr(t, '.');
+    char tampered[2048];
+    snprintf(tampered, sizeof tampered, "%.*s.%s%s", (int)(dot1 - t), t, body, dot2);
+    assert_rejected(tampered, "tampered payload");
+    free(t);
+
+    assert_rejected("garbage", "garbage");
+    assert_rejected("a.b.c", "three garbage parts");
+    assert_rejected("", "empty");
+    char *big = malloc(8194);
+    memset(big, 'a', 8193);
+    big[8193] = '\0';
+    assert_rejected(big, "8193 bytes");
+    free(big);
+}
+END_TEST
+
+/* ---- login ---- */
+
+static od_request *login(const char *body, const char *client)
+{
+    od_request *r = ts_request("POST", "/api/login");
+    mock_request_body(r, body);
+    if (client)
+        mock_request_client(r, client);
+    ts_run(self, r, "POST", "/api/login");
+    return r;
+}
+
+static int login_status(const char *email, const char *password, const char *client)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    od_request *r = login(body, client);
+    int status = mock_reply_status(r);
+    ts_free(r);
+    return status;
+}
+
+START_TEST(login_success_issues_working_token)
+{
+    uint32_t access = 99;
+    ck_assert_ptr_nonnull(mock_route("POST", "/api/login", &access));
+    ck_assert_uint_eq(access, OD_ACCESS_PUBLIC);
+    od_request *r = login("{\"email\":\"Alice@Example.com\",\"password\":\"" PASSWORD "\"}", NULL);
+    ck_assert_int_eq(mock_reply_status(r), 200);
+    ck_assert_str_eq(ts_str(r, "data.tokenType"), "Bearer");
+    ck_assert_int_eq(json_object_get_int64(ts_get(r, "data.expiresIn")), 3600);
+    ck_assert_str_eq(ts_str(r, "data.user.id"), USER_ID);
+    ck_assert_str_eq(ts_str(r, "data.user.email"), "alice@example.com");
+    ck_assert_str_eq(ts_str(r, "data.user.name"), "Alice");
+    ck_assert_str_eq(ts_str(r, "data.user.role"), "customer");
+    ck_assert_ptr_null(strstr(mock_reply_body(r), "argon2"));
+    ck_assert_ptr_null(strstr(mock_reply_body(r), "passwordHash"));
+    od_principal p;
+    ck_assert_int_eq(verify(ts_str(r, "data.accessToken"), &p), OD_OK);
+    ck_assert_str_eq(p.user_id, USER_ID);
+    ts_free(r);
+
+    /* One hour later the token has expired. */
+    r = login("{\"email\":\"alice@example.com\",\"password\":\"" PASSWORD "\"}", NULL);
+    char *token = strdup(ts_str(r, "data.accessToken"));
+    ts_free(r);
+    mock_set_now_ms(NOW_MS + 3600 * 1000);
+    ck_assert_int_eq(verify(token, &p), OD_ERR_INVALID);
+    free(token);
+}
+END_TEST
+
+START_TEST(login_failures_look_the_same)
+{
+    od_request *wrong = login("{\"email\":\"alice@example.com\",\"password\":\"nope\"}", NULL);
+    od_request *unknown = login("{\"email\":\"bob@example.com\",\"password\":\"nope\"}", NULL);
+    ck_assert_int_eq(mock_reply_status(wrong), 401);
+    ck_assert_int_eq(mock_reply_status(unknown), 401);
+    ck_assert_str_eq(ts_str(wrong, "error"), "invalid_credentials");
+    ck_assert_str_eq(mock_reply_body(wrong), mock_reply_body(unknown));
+    ts_free(wrong);
+    ts_free(unknown);
+}
+END_TEST
+
+START_TEST(login_bad_input_is_400)
+{
+    static const struct {
+        const char *body, *code;
+    } cases[] = {
+        {"", "invalid_json"},
+        {"{\"email\":", "invalid_json"},
+        {"{\"email\":\"a@b.co\",\"password\":\"x\"} trailing", "invalid_json"},
+        {"[\"a@b.co\"]", "invalid_json"},
+        {"{\"email\":\"a@b.co\",\"email\":\"c@d.co\",\"password\":\"x\"}", "invalid_json"},
+        {"{\"password\":\"x\"}", "validation_failed"},
+        {"{\"email\":\"a@b.co\"}", "validation_failed"},
+        {"{\"email\":42,\"password\":\"x\"}", "validation_failed"},
+        {"{\"email\":\"a@b.co\",\"password\":12345678}", "validation_failed"},
+        {"{\"email\":\"not-an-email\",\"password\":\"x\"}", "validation_failed"},
+        {"{\"email\":\"a@b.co\",\"password\":\"x\",\"admin\":true}", "validation_failed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        od_request *r = login(cases[i].body, NULL);
+        ck_assert_msg(mock_reply_status(r) == 400, "%s -> %d", cases[i].body, mock_reply_status(r));
+        ck_assert_str_eq(ts_str(r, "error"), cases[i].code);
+        ts_free(r);
+    }
+}
+END_TEST
+
+static int64_t logins_metric(const char *result)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "result=\"%s\"", result);
+    return mock_metric_value("orderd_logins_total", labels);
+}
+
+START_TEST(rate_limit_after_failures)
+{
+    int64_t ok0 = logins_metric("success"), bad0 = logins_metric("invalid_credentials");
+    int64_t limited0 = logins_metric("rate_limited");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(login_status("alice@example.com", "wrong", "10.0.0.1"), 401);
+    od_request *r = login("{\"email\":\"alice@example.com\",\"password\":\"" PASSWORD "\"}",
+                          "10.0.0.1");
+    ck_assert_int_eq(mock_reply_status(r), 429);
+    ck_assert_str_eq(ts_str(r, "error"), "rate_limited");
+    ck_assert_str_eq(mock_reply_header(r, "Retry-After"), "60");
+    ts_free(r);
+    /* Other clients and other e-mails are not affected. */
+    ck_assert_int_eq(login_status("alice@example.com", PASSWORD, "10.0.0.2"), 200);
+    ck_assert_int_eq(login_status("ALICE@example.com", "wrong", "10.0.0.1"), 429);
+    ck_assert_int_eq(login_status("bob@example.com", "wrong", "10.0.0.1"), 401);
+
+    mock_set_now_ms(NOW_MS + 45 * 1000);
+    r = login("{\"email\":\"alice@example.com\",\"password\":\"x\"}", "10.0.0.1");
+    ck_assert_str_eq(mock_reply_header(r, "Retry-After"), "15");
+    ts_free(r);
+    mock_set_now_ms(NOW_MS + 60 * 1000);
+    ck_assert_int_eq(login_status("alice@example.com", PASSWORD, "10.0.0.1"), 200);
+
+    ck_assert_int_eq(logins_metric("success") - ok0, 2);
+    ck_assert_int_eq(logins_metric("invalid_credentials") - bad0, 4);
+    ck_assert_int_eq(logins_metric("rate_limited") - limited0, 3);
+}
+END_TEST
+
+#define THREADS 4
+#define ROUNDS 10
+
+typedef struct worker {
+    int index;
+    int ok_logins, rejected_logins, ok_tokens;
+} worker;
+
+/* No Check assertions here: they are only safe on the test's own thread. */
+static void *login_worker(void *arg)
+{
+    worker *w = arg;
+    char client[32];
+    snprintf(client, sizeof client, "10.1.0.%d", w->index);
+    for (int i = 0; i < ROUNDS; i++) {
+        od_request *r = ts_request("POST", "/api/login");
+        mock_request_client(r, client);
+        mock_request_body(r, "{\"email\":\"alice@example.com\",\"password\":\"" PASSWORD "\"}");
+        mock_route("POST", "/api/login", NULL)(self, r);
+        json_object *o = json_tokener_parse(mock_reply_body(r));
+        json_object *data = NULL, *tok = NULL;
+        if (mock_reply_status(r) == 200 && json_object_object_get_ex(o, "data", &data) &&
+            json_object_object_get_ex(data, "accessToken", &tok)) {
+            od_principal p = {.size = sizeof p};
+            const char *t = json_object_get_string(tok);
+            w->ok_logins++;
+            if (mock_authenticator()(self, t, strlen(t), &p) == OD_OK &&
+                strcmp(p.user_id, USER_ID) == 0)
+                w->ok_tokens++;
+        }
+        json_object_put(o);
+        mock_request_free(r);
+
+        r = ts_request("POST", "/api/login");
+        mock_request_client(r, client);
+        mock_request_body(r, "{\"email\":\"alice@example.com\",\"password\":\"wrong\"}");
+        mock_route("POST", "/api/login", NULL)(self, r);
+        w->rejected_logins += mock_reply_status(r) == 401;
+        mock_request_free(r);
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_logins_and_verification)
+{
+    pthread_t th[THREADS];
+    worker w[THREADS];
+    int64_t ok0 = logins_metric("success");
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker){.index = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, login_worker, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].ok_logins, ROUNDS);
+        ck_assert_int_eq(w[i].ok_tokens, ROUNDS);
+        ck_assert_int_eq(w[i].rejected_logins, ROUNDS);
+    }
+    ck_assert_int_eq(logins_metric("success") - ok0, THREADS * ROUNDS);
+}
+END_TEST
+
+START_TEST(success_resets_failures)
+{
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(login_status("alice@example.com", "wrong", "10.0.0.1"), 401);
+    ck_assert_int_eq(login_status("alice@example.com", PASSWORD, "10.0.0.1"), 200);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(login_status("alice@example.com", "wrong", "10.0.0.1"), 401);
+    ck_assert_int_eq(login_status("alice@example.com", PASSWORD, "10.0.0.1"), 200);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(login_status("alice@example.com", "wrong", "10.0.0.1"), 401);
+    ck_assert_int_eq(login_status("alice@example.com", PASSWORD, "10.0.0.1"), 429);
+}
+END_TEST
+
+START_TEST(rate_limit_memory_is_bounded)
+{
+    /* Far more keys than slots: old entries are evicted, nothing breaks. */
+    char email[64];
+    for (int i = 0; i < 1100; i++) {
+        snprintf(email, sizeof email, "u%d@example.com", i);
+        ck_assert_int_eq(login_status(email, "wrong", "10.9.9.9"), 401);
+    }
+    ck_assert_int_eq(login_status("alice@example.com", PASSWORD, "10.9.9.9"), 200);
+}
+END_TEST
+
+/* ---- init ---- */
+
+static od_status init_with(const char *secret, int dev, void **out)
+{
+    mock_routes_reset();
+    od_module *m = mock_module_new("auth");
+    if (secret)
+        mock_config_set_string(m, "jwt_secret", secret);
+    mock_config_set_bool(m, "generate_dev_secret", dev);
+    configure(m);
+    od_status s = desc->init(mock_host_api(), m, out);
+    if (s == OD_OK)
+        desc->destroy(*out);
+    mock_module_free(m);
+    return s;
+}
+
+START_TEST(short_or_missing_secret_refused)
+{
+    void *x = NULL;
+    mock_log_reset();
+    ck_assert_int_eq(init_with("0123456789abcdef0123456789abcde", 0, &x), OD_ERR_CONFIG);
+    ck_assert(mock_log_contains("JWT_SECRET"));
+    ck_assert(!mock_log_contains("0123456789abcdef0123456789abcde"));
+    ck_assert_int_eq(init_with(NULL, 0, &x), OD_ERR_CONFIG);
+    /* The dev flag does not rescue a short secret that was set. */
+    ck_assert_int_eq(init_with("short", 1, &x), OD_ERR_CONFIG);
+    ck_assert(!mock_log_contains("\"short\""));
+}
+END_TEST
+
+START_TEST(dev_secret_generated_with_warning)
+{
+    void *x = NULL;
+    mock_log_reset();
+    ck_assert_int_eq(init_with(NULL, 1, &x), OD_OK);
+    ck_assert(mock_log_contains("development only"));
+    ck_assert(mock_log_contains("restart"));
+    mock_log_reset();
+    ck_assert_int_eq(init_with(SECRET, 0, &x), OD_OK);
+    ck_assert(!mock_log_contains(SECRET));
+}
+END_TEST
+
+static Suite *auth_suite(void)
+{
+    Suite *s = suite_create("auth");
+    TCase *tok = tcase_create("token");
+    tcase_add_checked_fixture(tok, setup, teardown);
+    tcase_add_test(tok, valid_token_accepted);
+    tcase_add_test(tok, alg_none_rejected);
+    tcase_add_test(tok, wrong_algorithm_or_key_rejected);
+    tcase_add_test(tok, bad_claims_rejected);
+    tcase_add_test(tok, tampered_garbage_oversize_rejected);
+    suite_add_tcase(s, tok);
+
+    TCase *lg = tcase_create("login");
+    tcase_add_checked_fixture(lg, setup, teardown);
+    tcase_add_test(lg, login_success_issues_working_token);
+    tcase_add_test(lg, login_failures_look_the_same);
+    tcase_add_test(lg, login_bad_input_is_400);
+    tcase_add_test(lg, rate_limit_after_failures);
+    tcase_add_test(lg, success_resets_failures);
+    tcase_add_test(lg, rate_limit_memory_is_bounded);
+    tcase_add_test(lg, concurrent_logins_and_verification);
+    suite_add_tcase(s, lg);
+
+    TCase *in = tcase_create("init");
+    tcase_add_checked_fixture(in, setup, teardown);
+    tcase_add_test(in, short_or_missing_secret_refused);
+    tcase_add_test(in, dev_secret_generated_with_warning);
+    suite_add_tcase(s, in);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(auth_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
