@@ -1,0 +1,1067 @@
+/*
+ * storage_memory - the in-memory storage backend (OD_KIND_STORAGE).
+ *
+ * Documents, secondary indexes and counters live in process memory and are
+ * lost on exit: for development, tests and single-node demos. It reads no
+ * config keys (group "storage") and owns no threads. Every table has its own
+ * pthread rwlock (readers run in parallel, writers per table); the table
+ * registry is fixed once init is over (define_table runs on the main thread
+ * only, before any request), so finding a table takes no lock. Counters live
+ * in per-table-name namespaces (up to 64) created by the first counter_set;
+ * that registry is append-only, so finding one is lock-free and a small
+ * mutex serialises only the creation of a new one.
+ *
+ * Data structures: sorted arrays with binary search (O(log n) lookups,
+ * memmove on insert/delete, which is cheap at the sizes this backend is for).
+ * An index is an array of (value, document) pairs ordered by (value, key), so
+ * a unique lookup and the first document of a query are one binary search.
+ * Cursors are "m1" + kind ('s' scan / 'q' query) + direction ('a' / 'd') +
+ * "." + base64url(last key), decoded strictly.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <orderd/orderd.h>
+
+#define SM_MAX_TABLES 64
+#define SM_MAX_INDEXES 8
+#define SM_NAME_MAX 32
+#define SM_VALUE_MAX 255
+#define SM_TOKEN_MAX 255
+#define SM_PAGE_MAX 1000
+#define SM_TOKEN_TTL_MS (7LL * 24 * 3600 * 1000)
+#define SM_TOKEN_SWEEP_MIN 1024
+#define SM_CURSOR_PREFIX_LEN 5 /* "m1sa." */
+
+/* ---- a sorted array of fixed-size elements ---- */
+
+typedef struct sm_vec {
+    char *data;
+    size_t n, cap, elsize;
+} sm_vec;
+
+/* Compare a probe with an element: <0, 0, >0 like strcmp. */
+typedef int (*sm_cmp_fn)(const void *probe, const void *elem);
+
+static void *vec_at(const sm_vec *v, size_t i)
+{
+    return v->data + i * v->elsize;
+}
+
+/* First position whose element is >= probe; *found when it is == probe. */
+static size_t vec_lower_bound(const sm_vec *v, const void *probe, sm_cmp_fn cmp, int *found)
+{
+    size_t lo = 0, hi = v->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp(probe, vec_at(v, mid)) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (found)
+        *found = lo < v->n && cmp(probe, vec_at(v, lo)) == 0;
+    return lo;
+}
+
+/* Make room for `extra` more elements, so the inserts that follow cannot
+ * fail half-way through an update. */
+static od_status vec_reserve(const od_host_api *h, sm_vec *v, size_t extra)
+{
+    if (v->n + extra <= v->cap)
+        return OD_OK;
+    size_t cap = v->cap ? v->cap * 2 : 16;
+    while (cap < v->n + extra)
+        cap *= 2;
+    char *data = h->realloc(v->data, cap * v->elsize);
+    if (!data)
+        return OD_ERR_NOMEM;
+    v->data = data;
+    v->cap = cap;
+    return OD_OK;
+}
+
+static void vec_insert_at(sm_vec *v, size_t pos, const void *elem)
+{
+    memmove(vec_at(v, pos + 1), vec_at(v, pos), (v->n - pos) * v->elsize);
+    memcpy(vec_at(v, pos), elem, v->elsize);
+    v->n++;
+}
+
+static void vec_remove_at(sm_vec *v, size_t pos)
+{
+    memmove(vec_at(v, pos), vec_at(v, pos + 1), (v->n - pos - 1) * v->elsize);
+    v->n--;
+}
+
+/* ---- state ---- */
+
+typedef struct sm_doc {
+    char *key;
+    char *body;
+    size_t len;
+    uint64_t version;
+    char *values[SM_MAX_INDEXES]; /* by index position; NULL = not in that index */
+} sm_doc;
+
+typedef struct sm_entry { /* one element of an index */
+    const char *value;    /* owned by doc->values[] */
+    sm_doc *doc;
+} sm_entry;
+
+typedef struct sm_index {
+    char name[SM_NAME_MAX + 1];
+    uint32_t unique;
+    sm_vec entries; /* sm_entry, by (value, key) */
+} sm_index;
+
+typedef struct sm_table {
+    char name[SM_NAME_MAX + 1];
+    pthread_rwlock_t lock; /* guards docs and every index's entries */
+    uint32_t n_indexes;
+    sm_index indexes[SM_MAX_INDEXES];
+    sm_vec docs; /* sm_doc *, by key */
+} sm_table;
+
+typedef struct sm_counter {
+    char *key;
+    int64_t value;
+} sm_counter;
+
+typedef struct sm_token {
+    char *token;
+    int64_t at_ms;
+} sm_token;
+
+typedef struct sm_counters { /* the counters of one table name */
+    char name[SM_NAME_MAX + 1];
+    pthread_mutex_t lock; /* guards counters, tokens, sweep_at */
+    sm_vec counters;      /* sm_counter, by key */
+    sm_vec tokens;        /* sm_token, by token: op tokens of this table */
+    size_t sweep_at;      /* prune expired tokens when tokens.n reaches this */
+} sm_counters;
+
+typedef struct sm_store {
+    const od_host_api *host;
+    od_module *mod;
+    /* Written by define_table on the main thread during init only, read
+     * without a lock afterwards (init happens-before the server starts). */
+    sm_table *tables[SM_MAX_TABLES];
+    size_t n_tables;
+    /* Append-only: a slot is written before n_namespaces is released to
+     * readers, and never changes afterwards. ns_lock serialises writers. */
+    sm_counters *namespaces[SM_MAX_TABLES];
+    atomic_size_t n_namespaces;
+    pthread_mutex_t ns_lock;
+} sm_store;
+
+/* ---- comparators ---- */
+
+static int cmp_doc_key(const void *probe, const void *elem)
+{
+    return strcmp(probe, (*(sm_doc *const *)elem)->key);
+}
+
+static int cmp_counter_key(const void *probe, const void *elem)
+{
+    return strcmp(probe, ((const sm_counter *)elem)->key);
+}
+
+static int cmp_token(const void *probe, const void *elem)
+{
+    return strcmp(probe, ((const sm_token *)elem)->token);
+}
+
+/* An index probe: a value and a key, where the key may sort before (-1) or
+ * after (+1) every key of that value. */
+typedef struct sm_probe {
+    const char *value;
+    const char *key;
+    int edge; /* 0: use key; -1: before all keys; +1: after all keys */
+} sm_probe;
+
+static int cmp_entry(const void *probe, const void *elem)
+{
+    const sm_probe *p = probe;
+    const sm_entry *e = elem;
+    int c = strcmp(p->value, e->value);
+    if (c != 0)
+        return c;
+    return p->edge ? p->edge : strcmp(p->key, e->doc->key);
+}
+
+/* ---- validation ---- */
+
+static int valid_name(const char *s)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (; s[n] && n <= SM_NAME_MAX; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return 0;
+    return n >= 1 && n <= SM_NAME_MAX;
+}
+
+/* Keys: 1..255 bytes of printable ASCII (space included). */
+static int valid_key(const char *s)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (; s[n] && n <= OD_KEY_MAX; n++) /* bounded: never walk a huge string */
+        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e)
+            return 0;
+    return n >= 1 && n <= OD_KEY_MAX;
+}
+
+static int valid_value(const char *s, size_t max)
+{
+    if (!s)
+        return 0;
+    size_t n = strnlen(s, max + 1);
+    return n >= 1 && n <= max;
+}
+
+static sm_table *find_table(const sm_store *st, const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < st->n_tables; i++)
+        if (strcmp(st->tables[i]->name, name) == 0)
+            return st->tables[i];
+    return NULL;
+}
+
+static int find_index(const sm_table *t, const char *name)
+{
+    if (!name)
+        return -1;
+    for (uint32_t i = 0; i < t->n_indexes; i++)
+        if (strcmp(t->indexes[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* ---- cursors ---- */
+
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64_digit(char c)
+{
+    const char *p = c ? strchr(B64URL, c) : NULL;
+    return p ? (int)(p - B64URL) : -1;
+}
+
+/* "m1" + kind + dir + "." + base64url(key) without padding. */
+static char *cursor_encode(const od_host_api *h, char kind, uint32_t descending, const char *key)
+{
+    size_t n = strlen(key);
+    char *out = h->alloc(SM_CURSOR_PREFIX_LEN + (n + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    char *o = out;
+    *o++ = 'm', *o++ = '1', *o++ = kind, *o++ = descending ? 'd' : 'a', *o++ = '.';
+    const unsigned char *k = (const unsigned char *)key;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)k[i] << 16 | (i + 1 < n ? (uint32_t)k[i + 1] << 8 : 0) |
+                     (i + 2 < n ? k[i + 2] : 0);
+        *o++ = B64URL[v >> 18 & 63];
+        *o++ = B64URL[v >> 12 & 63];
+        if (i + 1 < n)
+            *o++ = B64URL[v >> 6 & 63];
+        if (i + 2 < n)
+            *o++ = B64URL[v & 63];
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Strictly decode a cursor of this kind and direction into key[OD_KEY_MAX + 1].
+ * Anything this backend could not have produced is OD_ERR_INVALID. */
+static od_status cursor_decode(const char *cursor, char kind, uint32_t descending, char *key)
+{
+    size_t len = strnlen(cursor, OD_CURSOR_MAX + 1);
+    if (len > OD_CURSOR_MAX || len <= SM_CURSOR_PREFIX_LEN || cursor[0] != 'm' ||
+        cursor[1] != '1' || cursor[2] != kind || cursor[3] != (descending ? 'd' : 'a') ||
+        cursor[4] != '.')
+        return OD_ERR_INVALID;
+    const char *b = cursor + SM_CURSOR_PREFIX_LEN;
+    size_t blen = len - SM_CURSOR_PREFIX_LEN;
+    if (blen % 4 == 1 || blen / 4 * 3 + (blen % 4 ? blen % 4 - 1 : 0) > OD_KEY_MAX)
+        return OD_ERR_INVALID;
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < blen; i++) {
+        int d = b64_digit(b[i]);
+        if (d < 0)
+            return OD_ERR_INVALID;
+        acc = acc << 6 | (uint32_t)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            key[n++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    if (acc & ((1u << bits) - 1)) /* non-canonical: leftover bits must be zero */
+        return OD_ERR_INVALID;
+    key[n] = '\0';
+    return valid_key(key) && strlen(key) == n ? OD_OK : OD_ERR_INVALID;
+}
+
+/* ---- documents out ---- */
+
+static od_status doc_copy_out(const od_host_api *h, const sm_doc *d, od_doc *out)
+{
+    out->key = h->strdup(d->key);
+    out->body = h->alloc(d->len + 1);
+    if (!out->key || !out->body) {
+        od_doc_clear(h, out);
+        return OD_ERR_NOMEM;
+    }
+    memcpy(out->body, d->body, d->len + 1);
+    out->len = d->len;
+    out->version = d->version;
+    return OD_OK;
+}
+
+/* A page being filled under the table's read lock. */
+typedef struct sm_pager {
+    const od_host_api *h;
+    od_page *out;
+    uint32_t limit;
+    const sm_doc *last;
+    int more; /* a document exists after the page */
+} sm_pager;
+
+/* Take one document; returns 0 once the page is full (after noting that
+ * more exist). */
+static int pager_take(sm_pager *p, const sm_doc *d, od_status *st)
+{
+    if (p->out->count == p->limit) {
+        p->more = 1;
+        return 0;
+    }
+    *st = doc_copy_out(p->h, d, &p->out->items[p->out->count]);
+    if (*st != OD_OK)
+        return 0;
+    p->out->count++;
+    p->last = d;
+    return 1;
+}
+
+static od_status pager_begin(sm_pager *p, const od_host_api *h, od_page *out, uint32_t limit)
+{
+    if (limit < 1 || limit > SM_PAGE_MAX)
+        return OD_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    memset(p, 0, sizeof *p);
+    p->h = h;
+    p->out = out;
+    p->limit = limit;
+    return OD_OK;
+}
+
+static od_status pager_allocate(sm_pager *p, size_t available)
+{
+    size_t n = available < p->limit ? available : p->limit;
+    p->out->items = p->h->calloc(n ? n : 1, sizeof(od_doc));
+    return p->out->items ? OD_OK : OD_ERR_NOMEM;
+}
+
+static od_status pager_finish(sm_pager *p, od_status st, char kind, uint32_t descending)
+{
+    if (st == OD_OK && p->more) {
+        p->out->next = cursor_encode(p->h, kind, descending, p->last->key);
+        if (!p->out->next)
+            st = OD_ERR_NOMEM;
+    }
+    if (st != OD_OK)
+        od_page_clear(p->h, p->out);
+    return st;
+}
+
+/* ---- define_table ---- */
+
+static int same_definition(const sm_table *t, const od_table_def *def)
+{
+    if (t->n_indexes != def->n_indexes)
+        return 0;
+    for (uint32_t i = 0; i < def->n_indexes; i++)
+        if (strcmp(t->indexes[i].name, def->indexes[i].name) != 0 ||
+            t->indexes[i].unique != (def->indexes[i].unique != 0))
+            return 0;
+    return 1;
+}
+
+static int valid_definition(const od_table_def *def)
+{
+    if (!def || def->size < sizeof(od_table_def) || !valid_name(def->name) ||
+        def->n_indexes > SM_MAX_INDEXES || (def->n_indexes && !def->indexes))
+        return 0;
+    for (uint32_t i = 0; i < def->n_indexes; i++) {
+        if (!valid_name(def->indexes[i].name))
+            return 0;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(def->indexes[i].name, def->indexes[j].name) == 0)
+                return 0;
+    }
+    return 1;
+}
+
+static od_status sm_define_table(void *self, const od_table_def *def)
+{
+    sm_store *st = self;
+    if (!valid_definition(def))
+        return OD_ERR_INVALID;
+    const sm_table *old = find_table(st, def->name);
+    if (old) {
+        if (same_definition(old, def))
+            return OD_OK;
+        st->host->log(st->mod, OD_LOG_ERROR, "table %s redefined with different indexes", def->name);
+        return OD_ERR_INVALID;
+    }
+    if (st->n_tables == SM_MAX_TABLES) {
+        st->host->log(st->mod, OD_LOG_ERROR, "table %s: more than %d tables", def->name,
+                      SM_MAX_TABLES);
+        return OD_ERR_INVALID;
+    }
+    sm_table *t = st->host->calloc(1, sizeof *t);
+    if (!t)
+        return OD_ERR_NOMEM;
+    if (pthread_rwlock_init(&t->lock, NULL) != 0) {
+        st->host->free(t);
+        return OD_ERR_NOMEM;
+    }
+    strcpy(t->name, def->name);
+    t->docs.elsize = sizeof(sm_doc *);
+    t->n_indexes = def->n_indexes;
+    for (uint32_t i = 0; i < def->n_indexes; i++) {
+        strcpy(t->indexes[i].name, def->indexes[i].name);
+        t->indexes[i].unique = def->indexes[i].unique != 0;
+        t->indexes[i].entries.elsize = sizeof(sm_entry);
+    }
+    st->tables[st->n_tables++] = t;
+    return OD_OK;
+}
+
+/* ---- get / del ---- */
+
+static sm_doc *table_find_doc(const sm_table *t, const char *key, size_t *pos)
+{
+    int found;
+    size_t p = vec_lower_bound(&t->docs, key, cmp_doc_key, &found);
+    if (pos)
+        *pos = p;
+    return found ? *(sm_doc **)vec_at(&t->docs, p) : NULL;
+}
+
+static od_status sm_get(void *self, const char *table, const char *key, od_doc *out)
+{
+    sm_store *st = self;
+    sm_table *t = find_table(st, table);
+    if (!t || !valid_key(key) || !out)
+        return OD_ERR_INVALID;
+    pthread_rwlock_rdlock(&t->lock);
+    const sm_doc *d = table_find_doc(t, key, NULL);
+    od_status s = d ? doc_copy_out(st->host, d, out) : OD_ERR_NOT_FOUND;
+    pthread_rwlock_unlock(&t->lock);
+    return s;
+}
+
+static void index_remove(sm_index *ix, const char *value, sm_doc *d)
+{
+    int found;
+    sm_probe p = {value, d->key, 0};
+    size_t pos = vec_lower_bound(&ix->entries, &p, cmp_entry, &found);
+    if (found)
+        vec_remove_at(&ix->entries, pos);
+}
+
+static void doc_free(const od_host_api *h, sm_doc *d)
+{
+    for (size_t i = 0; i < SM_MAX_INDEXES; i++)
+        h->free(d->values[i]);
+    h->free(d->key);
+    h->free(d->body);
+    h->free(d);
+}
+
+static od_status sm_del(void *self, const char *table, const char *key, uint64_t expected)
+{
+    sm_store *st = self;
+    sm_table *t = find_table(st, table);
+    if (!t || !valid_key(key))
+        return OD_ERR_INVALID;
+    od_status s = OD_OK;
+    size_t pos;
+    pthread_rwlock_wrlock(&t->lock);
+    sm_doc *d = table_find_doc(t, key, &pos);
+    if (!d)
+        s = OD_ERR_NOT_FOUND;
+    else if (expected && d->version != expected)
+        s = OD_ERR_CONFLICT;
+    else {
+        for (uint32_t i = 0; i < t->n_indexes; i++)
+            if (d->values[i])
+                index_remove(&t->indexes[i], d->values[i], d);
+        vec_remove_at(&t->docs, pos);
+    }
+    pthread_rwlock_unlock(&t->lock);
+    if (s == OD_OK)
+        doc_free(st->host, d);
+    return s;
+}
+
+/* ---- put ---- */
+
+/* A put, validated and prepared outside the lock where possible. */
+typedef struct sm_put {
+    const char *key;
+    const char *body;
+    size_t len;
+    uint32_t cond;
+    uint64_t expected;
+    const char *values[SM_MAX_INDEXES]; /* new value per index position, borrowed */
+    /* Allocated before anything changes, so the commit cannot fail. */
+    char *body_copy;
+    char *value_copies[SM_MAX_INDEXES]; /* only for values that change */
+    sm_doc *new_doc;                    /* only when creating */
+} sm_put;
+
+static od_status put_resolve_values(const sm_table *t, const od_index_value *idx, size_t n_idx,
+                                    sm_put *p)
+{
+    if (n_idx && !idx)
+        return OD_ERR_INVALID;
+    for (size_t i = 0; i < n_idx; i++) {
+        int ix = find_index(t, idx[i].index);
+        if (ix < 0 || p->values[ix] || !valid_value(idx[i].value, SM_VALUE_MAX))
+            return OD_ERR_INVALID;
+        p->values[ix] = idx[i].value;
+    }
+    return OD_OK;
+}
+
+static int value_changes(const char *old, const char *new_value)
+{
+    if (!old || !new_value)
+        return old != new_value;
+    return strcmp(old, new_value) != 0;
+}
+
+static od_status put_check(const sm_table *t, const sm_doc *cur, const sm_put *p)
+{
+    if (p->cond == OD_PUT_IF_ABSENT && cur)
+        return OD_ERR_EXISTS;
+    if (p->cond == OD_PUT_IF_VERSION && !cur)
+        return OD_ERR_NOT_FOUND;
+    if (p->cond == OD_PUT_IF_VERSION && cur->version != p->expected)
+        return OD_ERR_CONFLICT;
+    for (uint32_t i = 0; i < t->n_indexes; i++) {
+        if (!t->indexes[i].unique || !p->values[i])
+            continue;
+        int found;
+        sm_probe probe = {p->values[i], NULL, -1};
+        const sm_vec *v = &t->indexes[i].entries;
+        size_t pos = vec_lower_bound(v, &probe, cmp_entry, &found);
+        if (pos < v->n) {
+            const sm_entry *e = vec_at(v, pos);
+            if (strcmp(e->value, p->values[i]) == 0 && e->doc != cur)
+                return OD_ERR_EXISTS;
+        }
+    }
+    return OD_OK;
+}
+
+static void put_release(const od_host_api *h, sm_put *p)
+{
+    h->free(p->body_copy);
+    for (size_t i = 0; i < SM_MAX_INDEXES; i++)
+        h->free(p->value_copies[i]);
+    if (p->new_doc) {
+        h->free(p->new_doc->key);
+        h->free(p->new_doc);
+    }
+}
+
+/* Reserve room and copy everything the commit needs. */
+static od_status put_prepare(const od_host_api *h, sm_table *t, const sm_doc *cur, sm_put *p)
+{
+    if (!cur && vec_reserve(h, &t->docs, 1) != OD_OK)
+        return OD_ERR_NOMEM;
+    if (!cur) {
+        p->new_doc = h->calloc(1, sizeof(sm_doc));
+        if (!p->new_doc || !(p->new_doc->key = h->strdup(p->key)))
+            return OD_ERR_NOMEM;
+    }
+    p->body_copy = h->alloc(p->len + 1);
+    if (!p->body_copy)
+        return OD_ERR_NOMEM;
+    memcpy(p->body_copy, p->body, p->len);
+    p->body_copy[p->len] = '\0';
+    for (uint32_t i = 0; i < t->n_indexes; i++) {
+        if (!p->values[i] || !value_changes(cur ? cur->values[i] : NULL, p->values[i]))
+            continue;
+        if (vec_reserve(h, &t->indexes[i].entries, 1) != OD_OK ||
+            !(p->value_copies[i] = h->strdup(p->values[i])))
+            return OD_ERR_NOMEM;
+    }
+    return OD_OK;
+}
+
+/* Apply a prepared put; cannot fail. Index values are replaced together
+ * with the body under the same write lock. */
+static uint64_t put_commit(const od_host_api *h, sm_table *t, sm_doc *d, size_t pos, sm_put *p)
+{
+    if (p->new_doc) {
+        d = p->new_doc;
+        p->new_doc = NULL;
+        vec_insert_at(&t->docs, pos, &d);
+    }
+    for (uint32_t i = 0; i < t->n_indexes; i++) {
+        if (!value_changes(d->values[i], p->values[i]))
+            continue;
+        if (d->values[i])
+            index_remove(&t->indexes[i], d->values[i], d);
+        h->free(d->values[i]);
+        d->values[i] = p->value_copies[i];
+        p->value_copies[i] = NULL;
+        if (d->values[i]) {
+            sm_probe probe = {d->values[i], d->key, 0};
+            sm_entry e = {d->values[i], d};
+            vec_insert_at(&t->indexes[i].entries,
+                          vec_lower_bound(&t->indexes[i].entries, &probe, cmp_entry, NULL), &e);
+        }
+    }
+    h->free(d->body);
+    d->body = p->body_copy;
+    d->len = p->len;
+    p->body_copy = NULL;
+    return ++d->version; /* a new doc starts at 0, so it gets 1 */
+}
+
+static od_status sm_put_op(void *self, const char *table, const char *key, const char *body,
+                           size_t len, const od_index_value *idx, size_t n_idx, uint32_t cond,
+                           uint64_t expected, uint64_t *new_version)
+{
+    sm_store *st = self;
+    sm_table *t = find_table(st, table);
+    sm_put p = {.key = key, .body = body, .len = len, .cond = cond, .expected = expected};
+    if (!t || !valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
+        put_resolve_values(t, idx, n_idx, &p) != OD_OK)
+        return OD_ERR_INVALID;
+    size_t pos;
+    pthread_rwlock_wrlock(&t->lock);
+    sm_doc *cur = table_find_doc(t, key, &pos);
+    od_status s = put_check(t, cur, &p);
+    if (s == OD_OK)
+        s = put_prepare(st->host, t, cur, &p);
+    if (s == OD_OK) {
+        uint64_t v = put_commit(st->host, t, cur, pos, &p);
+        if (new_version)
+            *new_version = v;
+    }
+    pthread_rwlock_unlock(&t->lock);
+    put_release(st->host, &p);
+    return s;
+}
+
+/* ---- lookup / query / scan ---- */
+
+static od_status sm_lookup(void *self, const char *table, const char *index, const char *value,
+                           od_doc *out)
+{
+    sm_store *st = self;
+    sm_table *t = find_table(st, table);
+    int ix = t ? find_index(t, index) : -1;
+    if (ix < 0 || !t->indexes[ix].unique || !valid_value(value, SM_VALUE_MAX) || !out)
+        return OD_ERR_INVALID;
+    od_status s = OD_ERR_NOT_FOUND;
+    pthread_rwlock_rdlock(&t->lock);
+    const sm_vec *v = &t->indexes[ix].entries;
+    sm_probe probe = {value, NULL, -1};
+    size_t pos = vec_lower_bound(v, &probe, cmp_entry, NULL);
+    if (pos < v->n && strcmp(((sm_entry *)vec_at(v, pos))->value, value) == 0)
+        s = doc_copy_out(st->host, ((sm_entry *)vec_at(v, pos))->doc, out);
+    pthread_rwlock_unlock(&t->lock);
+    return s;
+}
+
+/* Walk index entries of one value from `start` in the given direction. */
+static od_status query_walk(sm_pager *pg, const sm_vec *v, const char *value, size_t start,
+                            uint32_t descending)
+{
+    /* Entries from start to the end in the walk's direction bound the page. */
+    od_status s = pager_allocate(pg, descending ? start + 1 : v->n - start);
+    for (size_t i = start; s == OD_OK && i < v->n; i = descending ? i - 1 : i + 1) {
+        const sm_entry *e = vec_at(v, i);
+        if (strcmp(e->value, value) != 0 || !pager_take(pg, e->doc, &s))
+            break;
+        if (descending && i == 0)
+            break;
+    }
+    return s;
+}
+
+static od_status sm_query(void *self, const char *table, const char *index, const char *value,
+                          const char *cursor, uint32_t limit, uint32_t descending, od_page *out)
+{
+    sm_store *st = self;
+    sm_table *t = find_table(st, table);
+    int ix = t ? find_index(t, index) : -1;
+    char after[OD_KEY_MAX + 1];
+    sm_pager pg;
+    if (ix < 0 || !valid_value(value, SM_VALUE_MAX) || descending > 1 || !out ||
+        (cursor && cursor_decode(cursor, 'q', descending, after) != OD_OK) ||
+        pager_begin(&pg, st->host, out, limit) != OD_OK)
+        return OD_ERR_INVALID;
+    sm_probe probe = {value, after, cursor ? 0 : (descending ? 1 : -1)};
+    pthread_rwlock_rdlock(&t->lock);
+    const sm_vec *v = &t->indexes[ix].entries;
+    int found;
+    size_t pos = vec_lower_bound(v, &probe, cmp_entry, &found);
+    od_status s = OD_OK;
+    if (!descending)
+        s = query_walk(&pg, v, value, pos + (size_t)found, 0);
+    else if (pos > 0)
+        s = query_walk(&pg, v, value, pos - 1, 1);
+    pthread_rwlock_unlock(&t->lock);
+    return pager_finish(&pg, s, 'q', descending);
+}
+
+static od_status scan_walk(sm_pager *pg, const sm_vec *docs, size_t start, size_t available,
+                           uint32_t descending)
+{
+    od_status s = pager_allocate(pg, available);
+    for (size_t k = 0; s == OD_OK && k < available; k++) {
+        size_t i = descending ? start - k : start + k;
+        if (!pager_take(pg, *(sm_doc **)vec_at(docs, i), &s))
+            break;
+    }
+    return s;
+}
+
+static od_status sm_scan(void *self, const char *table, const char *cursor, uint32_t limit,
+                         uint32_t descending, od_page *out)
+{
+    sm_store *st = self;
+    sm_table *t = find_table(st, table);
+    char after[OD_KEY_MAX + 1];
+    sm_pager pg;
+    if (!t || descending > 1 || !out ||
+        (cursor && cursor_decode(cursor, 's', descending, after) != OD_OK) ||
+        pager_begin(&pg, st->host, out, limit) != OD_OK)
+        return OD_ERR_INVALID;
+    pthread_rwlock_rdlock(&t->lock);
+    const sm_vec *docs = &t->docs;
+    int found = 0;
+    size_t pos = cursor ? vec_lower_bound(docs, after, cmp_doc_key, &found) : 0;
+    od_status s;
+    if (!descending) {
+        size_t start = pos + (size_t)found;
+        s = scan_walk(&pg, docs, start, docs->n - start, 0);
+    } else {
+        size_t end = cursor ? pos : docs->n; /* documents [0, end) remain */
+        s = end ? scan_walk(&pg, docs, end - 1, end, 1) : pager_allocate(&pg, 0);
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return pager_finish(&pg, s, 's', descending);
+}
+
+/* ---- counters ---- */
+
+static sm_counters *namespace_find(sm_store *st, const char *name)
+{
+    size_t n = atomic_load_explicit(&st->n_namespaces, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st->namespaces[i]->name, name) == 0)
+            return st->namespaces[i];
+    return NULL;
+}
+
+static sm_counters *namespace_new(const od_host_api *h, const char *name)
+{
+    sm_counters *c = h->calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        h->free(c);
+        return NULL;
+    }
+    strcpy(c->name, name);
+    c->counters.elsize = sizeof(sm_counter);
+    c->tokens.elsize = sizeof(sm_token);
+    c->sweep_at = SM_TOKEN_SWEEP_MIN;
+    return c;
+}
+
+/* Under ns_lock: add a namespace and publish it to lock-free readers. */
+static od_status namespace_append(sm_store *st, const char *name, sm_counters **out)
+{
+    size_t n = atomic_load_explicit(&st->n_namespaces, memory_order_relaxed);
+    if (n == SM_MAX_TABLES) {
+        st->host->log(st->mod, OD_LOG_ERROR, "counter table %s: more than %d counter tables",
+                      name, SM_MAX_TABLES);
+        return OD_ERR_INVALID;
+    }
+    if ((*out = namespace_new(st->host, name)) == NULL)
+        return OD_ERR_NOMEM;
+    st->namespaces[n] = *out;
+    atomic_store_explicit(&st->n_namespaces, n + 1, memory_order_release);
+    return OD_OK;
+}
+
+/* Namespaces are never removed, so a pointer stays valid until destroy. */
+static od_status namespace_get_or_create(sm_store *st, const char *name, sm_counters **out)
+{
+    if ((*out = namespace_find(st, name)) != NULL)
+        return OD_OK;
+    od_status s = OD_OK;
+    pthread_mutex_lock(&st->ns_lock);
+    *out = namespace_find(st, name); /* another thread may have created it */
+    if (!*out)
+        s = namespace_append(st, name, out);
+    pthread_mutex_unlock(&st->ns_lock);
+    return s;
+}
+
+static sm_counter *counter_find(sm_counters *c, const char *key, size_t *pos)
+{
+    int found;
+    size_t p = vec_lower_bound(&c->counters, key, cmp_counter_key, &found);
+    if (pos)
+        *pos = p;
+    return found ? vec_at(&c->counters, p) : NULL;
+}
+
+/* Drop tokens older than the retention; amortised O(1) per token. */
+static void tokens_sweep(const od_host_api *h, sm_counters *c)
+{
+    int64_t cutoff = h->now_ms() - SM_TOKEN_TTL_MS;
+    size_t kept = 0;
+    for (size_t i = 0; i < c->tokens.n; i++) {
+        sm_token *t = vec_at(&c->tokens, i);
+        if (t->at_ms < cutoff)
+            h->free(t->token);
+        else
+            memmove(vec_at(&c->tokens, kept++), t, sizeof *t);
+    }
+    c->tokens.n = kept;
+    c->sweep_at = kept * 2 > SM_TOKEN_SWEEP_MIN ? kept * 2 : SM_TOKEN_SWEEP_MIN;
+}
+
+static od_status counter_apply(const od_host_api *h, sm_counters *c, const char *key,
+                               int64_t delta, int64_t floor, const char *token, int64_t *result,
+                               int32_t *applied)
+{
+    sm_counter *ctr = counter_find(c, key, NULL);
+    if (!ctr)
+        return OD_ERR_NOT_FOUND;
+    *result = ctr->value;
+    int found = 0;
+    size_t tpos = token ? vec_lower_bound(&c->tokens, token, cmp_token, &found) : 0;
+    if (found)
+        return OD_OK; /* already applied once: report the value, change nothing */
+    int64_t next;
+    if (__builtin_add_overflow(ctr->value, delta, &next))
+        return OD_ERR_INVALID;
+    if (next < floor)
+        return OD_ERR_CONFLICT;
+    if (token) {
+        sm_token t = {h->strdup(token), h->now_ms()};
+        if (!t.token || vec_reserve(h, &c->tokens, 1) != OD_OK) {
+            h->free(t.token);
+            return OD_ERR_NOMEM;
+        }
+        vec_insert_at(&c->tokens, tpos, &t);
+    }
+    ctr->value = next;
+    *result = next;
+    *applied = 1;
+    return OD_OK;
+}
+
+static od_status sm_counter_add(void *self, const char *table, const char *key, int64_t delta,
+                                int64_t floor, const char *token, int64_t *result,
+                                int32_t *applied)
+{
+    sm_store *st = self;
+    if (!valid_name(table) || !valid_key(key) || (token && !valid_value(token, SM_TOKEN_MAX)))
+        return OD_ERR_INVALID;
+    int64_t value = 0;
+    int32_t did = 0;
+    sm_counters *c = namespace_find(st, table);
+    od_status s = OD_ERR_NOT_FOUND;
+    if (c) {
+        pthread_mutex_lock(&c->lock);
+        s = counter_apply(st->host, c, key, delta, floor, token, &value, &did);
+        if (c->tokens.n >= c->sweep_at)
+            tokens_sweep(st->host, c);
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (result && (s == OD_OK || s == OD_ERR_CONFLICT))
+        *result = value;
+    if (applied)
+        *applied = did;
+    return s;
+}
+
+static od_status sm_counter_set(void *self, const char *table, const char *key, int64_t value)
+{
+    sm_store *st = self;
+    if (!valid_name(table) || !valid_key(key))
+        return OD_ERR_INVALID;
+    sm_counters *c;
+    od_status s = namespace_get_or_create(st, table, &c);
+    if (s != OD_OK)
+        return s;
+    size_t pos;
+    pthread_mutex_lock(&c->lock);
+    sm_counter *ctr = counter_find(c, key, &pos);
+    if (ctr) {
+        ctr->value = value;
+    } else {
+        sm_counter n = {st->host->strdup(key), value};
+        if (!n.key || vec_reserve(st->host, &c->counters, 1) != OD_OK) {
+            st->host->free(n.key);
+            s = OD_ERR_NOMEM;
+        } else {
+            vec_insert_at(&c->counters, pos, &n);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+static od_status sm_counter_get(void *self, const char *table, const char *key, int64_t *value)
+{
+    sm_store *st = self;
+    if (!valid_name(table) || !valid_key(key) || !value)
+        return OD_ERR_INVALID;
+    sm_counters *c = namespace_find(st, table);
+    if (!c)
+        return OD_ERR_NOT_FOUND;
+    pthread_mutex_lock(&c->lock);
+    const sm_counter *ctr = counter_find(c, key, NULL);
+    if (ctr)
+        *value = ctr->value;
+    pthread_mutex_unlock(&c->lock);
+    return ctr ? OD_OK : OD_ERR_NOT_FOUND;
+}
+
+static od_status sm_counter_del(void *self, const char *table, const char *key)
+{
+    sm_store *st = self;
+    if (!valid_name(table) || !valid_key(key))
+        return OD_ERR_INVALID;
+    sm_counters *c = namespace_find(st, table);
+    if (!c)
+        return OD_ERR_NOT_FOUND;
+    size_t pos;
+    char *old = NULL;
+    pthread_mutex_lock(&c->lock);
+    sm_counter *ctr = counter_find(c, key, &pos);
+    if (ctr) {
+        old = ctr->key;
+        vec_remove_at(&c->counters, pos);
+    }
+    pthread_mutex_unlock(&c->lock);
+    st->host->free(old);
+    return old ? OD_OK : OD_ERR_NOT_FOUND;
+}
+
+static od_status sm_ping(void *self)
+{
+    return OD_OK;
+}
+
+/* ---- lifecycle ---- */
+
+static void table_free(const od_host_api *h, sm_table *t)
+{
+    for (size_t i = 0; i < t->docs.n; i++)
+        doc_free(h, *(sm_doc **)vec_at(&t->docs, i));
+    h->free(t->docs.data);
+    for (uint32_t i = 0; i < t->n_indexes; i++)
+        h->free(t->indexes[i].entries.data);
+    pthread_rwlock_destroy(&t->lock);
+    h->free(t);
+}
+
+static void namespace_free(const od_host_api *h, sm_counters *c)
+{
+    for (size_t i = 0; i < c->counters.n; i++)
+        h->free(((sm_counter *)vec_at(&c->counters, i))->key);
+    for (size_t i = 0; i < c->tokens.n; i++)
+        h->free(((sm_token *)vec_at(&c->tokens, i))->token);
+    h->free(c->counters.data);
+    h->free(c->tokens.data);
+    pthread_mutex_destroy(&c->lock);
+    h->free(c);
+}
+
+static void sm_destroy(void *self)
+{
+    sm_store *st = self;
+    if (!st)
+        return;
+    const od_host_api *h = st->host;
+    for (size_t i = 0; i < st->n_tables; i++)
+        table_free(h, st->tables[i]);
+    for (size_t i = 0; i < atomic_load(&st->n_namespaces); i++)
+        namespace_free(h, st->namespaces[i]);
+    pthread_mutex_destroy(&st->ns_lock);
+    h->free(st);
+}
+
+static od_status sm_init(const od_host_api *host, od_module *mod, void **self)
+{
+    sm_store *st = host->calloc(1, sizeof *st);
+    if (!st)
+        return OD_ERR_NOMEM;
+    if (pthread_mutex_init(&st->ns_lock, NULL) != 0) {
+        host->free(st);
+        return OD_ERR_NOMEM;
+    }
+    st->host = host;
+    st->mod = mod;
+    atomic_init(&st->n_namespaces, 0);
+    *self = st;
+    return OD_OK;
+}
+
+static const od_storage_ops OPS = {
+    .size = sizeof(od_storage_ops),
+    .define_table = sm_define_table,
+    .get = sm_get,
+    .put = sm_put_op,
+    .del = sm_del,
+    .lookup = sm_lookup,
+    .query = sm_query,
+    .scan = sm_scan,
+    .counter_add = sm_counter_add,
+    .counter_set = sm_counter_set,
+    .counter_get = sm_counter_get,
+    .counter_del = sm_counter_del,
+    .ping = sm_ping,
+};
+
+static const od_module_desc DESC = {
+    OD_MODULE_HEADER(OD_KIND_STORAGE),
+    .name = "storage_memory",
+    .version = "1.0.0",
+    .description = "in-memory storage backend (development and tests; not durable)",
+    .init = sm_init,
+    .destroy = sm_destroy,
+    .ops = &OPS,
+};
+
+OD_MODULE_EXPORT const od_module_desc *od_module_entry(void)
+{
+    return &DESC;
+}
