@@ -1,0 +1,428 @@
+/*
+ * order_fixture.c - see order_fixture.h.
+ */
+#include "order_fixture.h"
+
+#include <check.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "order_model.h"
+
+fx_state FX;
+
+/* ---- a storage the tests can switch off: modules get this wrapper ---- */
+
+static atomic_int storage_down;
+
+void fx_storage_unavailable(int on)
+{
+    atomic_store(&storage_down, on);
+}
+
+#define REAL FX.st.ops
+#define DOWN_OR(call) (atomic_load(&storage_down) ? OD_ERR_UNAVAILABLE : REAL->call)
+
+static od_status w_define(void *x, const od_table_def *d)
+{
+    return DOWN_OR(define_table(FX.st.self, d));
+}
+static od_status w_get(void *x, const char *t, const char *k, od_doc *out)
+{
+    return DOWN_OR(get(FX.st.self, t, k, out));
+}
+static od_status w_put(void *x, const char *t, const char *k, const char *b, size_t len,
+                       const od_index_value *idx, size_t n, uint32_t cond, uint64_t exp,
+                       uint64_t *nv)
+{
+    return DOWN_OR(put(FX.st.self, t, k, b, len, idx, n, cond, exp, nv));
+}
+static od_status w_del(void *x, const char *t, const char *k, uint64_t exp)
+{
+    return DOWN_OR(del(FX.st.self, t, k, exp));
+}
+static od_status w_lookup(void *x, const char *t, const char *i, const char *v, od_doc *out)
+{
+    return DOWN_OR(lookup(FX.st.self, t, i, v, out));
+}
+static od_status w_query(void *x, const char *t, const char *i, const char *v, const char *c,
+                         uint32_t l, uint32_t d, od_page *out)
+{
+    return DOWN_OR(query(FX.st.self, t, i, v, c, l, d, out));
+}
+static od_status w_scan(void *x, const char *t, const char *c, uint32_t l, uint32_t d, od_page *out)
+{
+    return DOWN_OR(scan(FX.st.self, t, c, l, d, out));
+}
+static od_status w_counter_add(void *x, const char *t, const char *k, int64_t delta, int64_t floor,
+                               const char *tok, int64_t *res, int32_t *applied)
+{
+    return DOWN_OR(counter_add(FX.st.self, t, k, delta, floor, tok, res, applied));
+}
+static od_status w_counter_set(void *x, const char *t, const char *k, int64_t v)
+{
+    return DOWN_OR(counter_set(FX.st.self, t, k, v));
+}
+static od_status w_counter_get(void *x, const char *t, const char *k, int64_t *v)
+{
+    return DOWN_OR(counter_get(FX.st.self, t, k, v));
+}
+static od_status w_counter_del(void *x, const char *t, const char *k)
+{
+    return DOWN_OR(counter_del(FX.st.self, t, k));
+}
+static od_status w_ping(void *x)
+{
+    return DOWN_OR(ping(FX.st.self));
+}
+
+static const od_storage_ops SWITCHABLE_OPS = {
+    .size = sizeof(od_storage_ops),
+    .define_table = w_define,
+    .get = w_get,
+    .put = w_put,
+    .del = w_del,
+    .lookup = w_lookup,
+    .query = w_query,
+    .scan = w_scan,
+    .counter_add = w_counter_add,
+    .counter_set = w_counter_set,
+    .counter_get = w_counter_get,
+    .counter_del = w_counter_del,
+    .ping = w_ping,
+};
+static const od_storage SWITCHABLE = {&SWITCHABLE_OPS, NULL};
+
+/* Parsed replies, so fx_get can hand out borrowed members. */
+typedef struct fx_reply {
+    od_request *req;
+    json_object *json;
+} fx_reply;
+static fx_reply replies[64];
+
+static void load(fx_module *m, const char *file, const char *group)
+{
+    char path[1024], err[512];
+    const char *build = getenv("ORDERD_BUILD_DIR");
+    ck_assert_msg(build != NULL, "ORDERD_BUILD_DIR is not set");
+    snprintf(path, sizeof path, "%s/modules/%s.so", build, file);
+    m->desc = mock_load_module(path, err, sizeof err);
+    ck_assert_msg(m->desc != NULL, "%s", err);
+    m->mod = mock_module_new(group);
+}
+
+static void init(fx_module *m)
+{
+    od_status s = m->desc->init(mock_host_api(), m->mod, &m->self);
+    ck_assert_msg(s == OD_OK, "%s init: %s", m->desc->name, od_status_str(s));
+    if (m->desc->start)
+        ck_assert_int_eq(m->desc->start(m->self), OD_OK);
+}
+
+static void fini(fx_module *m)
+{
+    if (m->self && m->desc->stop)
+        m->desc->stop(m->self);
+    if (m->self && m->desc->destroy)
+        m->desc->destroy(m->self);
+    mock_module_free(m->mod);
+    memset(m, 0, sizeof *m);
+}
+
+static void define_products(void)
+{
+    static const od_index_def idx[] = {{"name", 1}};
+    od_table_def def = {sizeof def, ODO_TABLE_PRODUCTS, idx, 1};
+    ck_assert_int_eq(FX.st.ops->define_table(FX.st.self, &def), OD_OK);
+}
+
+static void step_up(fx_module *m, const char *file, const char *name, od_step *step)
+{
+    load(m, file, name);
+    init(m);
+    *step = (od_step){m->desc->ops, m->self, m->desc->name};
+    mock_add_step(step);
+}
+
+/* Metric values when the test began: the mock's metrics are per process,
+ * and with CK_FORK=no every test shares them. */
+static const char *const METRICS[][2] = {
+    {"orderd_orders_created_total", "priority=\"normal\""},
+    {"orderd_orders_created_total", "priority=\"high\""},
+    {ODO_METRIC_STATUS, "status=\"PENDING\""},
+    {ODO_METRIC_STATUS, "status=\"CANCELLED\""},
+    {ODO_METRIC_STATUS, "status=\"COMPLETED\""},
+};
+static int64_t metric_base[sizeof METRICS / sizeof METRICS[0]];
+
+int64_t fx_metric(const char *name, const char *labels)
+{
+    for (size_t i = 0; i < sizeof METRICS / sizeof METRICS[0]; i++)
+        if (strcmp(METRICS[i][0], name) == 0 && strcmp(METRICS[i][1], labels) == 0)
+            return mock_metric_value(name, labels) - metric_base[i];
+    ck_abort_msg("metric %s{%s} is not tracked by the fixture", name, labels);
+    return 0;
+}
+
+void fx_up_with_queue(const od_queue *queue)
+{
+    for (size_t i = 0; i < sizeof METRICS / sizeof METRICS[0]; i++)
+        metric_base[i] = mock_metric_value(METRICS[i][0], METRICS[i][1]);
+    memset(&FX, 0, sizeof FX);
+    mock_routes_reset();
+    load(&FX.storage, "storage_memory", "storage");
+    init(&FX.storage);
+    FX.st = (od_storage){FX.storage.desc->ops, FX.storage.self};
+    fx_storage_unavailable(0);
+    mock_set_storage(&SWITCHABLE);
+    load(&FX.queue, "queue_memory", "queue");
+    init(&FX.queue);
+    FX.q = (od_queue){FX.queue.desc->ops, FX.queue.self};
+    mock_set_queue(queue ? queue : &FX.q);
+    define_products();
+    step_up(&FX.validate, "step_validate", "validate", &FX.steps[0]);
+    step_up(&FX.reserve, "step_reserve_stock", "reserve_stock", &FX.steps[1]);
+    step_up(&FX.complete, "step_complete", "complete", &FX.steps[2]);
+    load(&FX.orders, "orders", "orders");
+    init(&FX.orders);
+}
+
+void fx_up(void)
+{
+    fx_up_with_queue(NULL);
+}
+
+void fx_down(void)
+{
+    for (size_t i = 0; i < sizeof replies / sizeof replies[0]; i++) {
+        json_object_put(replies[i].json);
+        replies[i] = (fx_reply){0};
+    }
+    fini(&FX.orders);
+    fini(&FX.complete);
+    fini(&FX.reserve);
+    fini(&FX.validate);
+    fini(&FX.queue);
+    fini(&FX.storage);
+    mock_set_storage(NULL);
+    mock_set_queue(NULL);
+    mock_routes_reset();
+}
+
+void fx_product(const char *name, int64_t price_cents, int64_t stock, char *id_out)
+{
+    char body[512];
+    ck_assert_int_eq(mock_host_api()->new_id(id_out), OD_OK);
+    int n = snprintf(
+        body, sizeof body,
+        "{\"id\":\"%s\",\"name\":\"%s\",\"description\":\"\",\"priceCents\":%lld,"
+        "\"createdAt\":\"2026-11-26T10:00:00.000Z\",\"updatedAt\":\"2026-11-26T10:00:00.000Z\"}",
+        id_out, name, (long long)price_cents);
+    od_index_value idx = {"name", name};
+    ck_assert_int_eq(FX.st.ops->put(FX.st.self, ODO_TABLE_PRODUCTS, id_out, body, (size_t)n, &idx,
+                                    1, OD_PUT_IF_ABSENT, 0, NULL),
+                     OD_OK);
+    ck_assert_int_eq(FX.st.ops->counter_set(FX.st.self, ODO_COUNTER_STOCK, id_out, stock), OD_OK);
+}
+
+int64_t fx_stock(const char *product_id)
+{
+    int64_t v = -1;
+    ck_assert_int_eq(FX.st.ops->counter_get(FX.st.self, ODO_COUNTER_STOCK, product_id, &v), OD_OK);
+    return v;
+}
+
+static od_request *run(od_request *r, const char *method, const char *pattern)
+{
+    uint32_t access = 0;
+    od_handler_fn fn = mock_route(method, pattern, &access);
+    ck_assert_msg(fn != NULL, "no route %s %s", method, pattern);
+    ck_assert_uint_eq(access, OD_ACCESS_USER);
+    ck_assert_int_eq(fn(FX.orders.self, r), OD_OK);
+    ck_assert_int_eq(mock_reply_count(r), 1);
+    return r;
+}
+
+od_request *fx_call(const char *method, const char *pattern, const char *id, const char *user,
+                    uint32_t role, const char *body, const char *idem_key)
+{
+    od_request *r = mock_request_new(method, pattern);
+    mock_request_principal(r, user, role);
+    if (id)
+        mock_request_param(r, "id", id);
+    if (body)
+        mock_request_body(r, body);
+    if (idem_key)
+        mock_request_header(r, "Idempotency-Key", idem_key);
+    return run(r, method, pattern);
+}
+
+od_request *fx_list(const char *user, uint32_t role, const char *query_name, const char *value,
+                    const char *query2, const char *value2)
+{
+    od_request *r = mock_request_new("GET", "/api/orders");
+    mock_request_principal(r, user, role);
+    if (query_name)
+        mock_request_query(r, query_name, value);
+    if (query2)
+        mock_request_query(r, query2, value2);
+    return run(r, "GET", "/api/orders");
+}
+
+static fx_reply *reply_slot(od_request *r)
+{
+    fx_reply *free_slot = NULL;
+    for (size_t i = 0; i < sizeof replies / sizeof replies[0]; i++) {
+        if (replies[i].req == r)
+            return &replies[i];
+        if (!free_slot && !replies[i].req)
+            free_slot = &replies[i];
+    }
+    ck_assert_ptr_nonnull(free_slot);
+    free_slot->req = r;
+    free_slot->json = json_tokener_parse(mock_reply_body(r));
+    ck_assert_msg(free_slot->json != NULL, "reply is not JSON: %s", mock_reply_body(r));
+    return free_slot;
+}
+
+void fx_free(od_request *r)
+{
+    for (size_t i = 0; i < sizeof replies / sizeof replies[0]; i++) {
+        if (replies[i].req == r) {
+            json_object_put(replies[i].json);
+            replies[i] = (fx_reply){0};
+        }
+    }
+    mock_request_free(r);
+}
+
+json_object *fx_get(od_request *r, const char *path)
+{
+    json_object *cur = reply_slot(r)->json;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *save = NULL, *part = strtok_r(buf, ".", &save); cur && part;
+         part = strtok_r(NULL, ".", &save)) {
+        if (json_object_is_type(cur, json_type_array)) {
+            char *end = NULL;
+            long i = strtol(part, &end, 10);
+            cur = *end == '\0' ? json_object_array_get_idx(cur, (size_t)i) : NULL;
+        } else if (!json_object_object_get_ex(cur, part, &cur)) {
+            cur = NULL;
+        }
+    }
+    return cur;
+}
+
+const char *fx_str(od_request *r, const char *path)
+{
+    json_object *v = fx_get(r, path);
+    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+int64_t fx_int(od_request *r, const char *path)
+{
+    json_object *v = fx_get(r, path);
+    ck_assert_msg(v != NULL, "no %s in %s", path, mock_reply_body(r));
+    return json_object_get_int64(v);
+}
+
+void fx_order(const char *user, const char *body, char *id_out)
+{
+    od_request *r = fx_call("POST", "/api/orders", NULL, user, OD_ROLE_CUSTOMER, body, NULL);
+    ck_assert_msg(mock_reply_status(r) == 201, "%s", mock_reply_body(r));
+    snprintf(id_out, OD_UUID_STR_LEN + 1, "%s", fx_str(r, "data.id"));
+    fx_free(r);
+}
+
+static odo_ctx db(void)
+{
+    return (odo_ctx){mock_host_api(), &FX.st};
+}
+
+json_object *fx_order_doc(const char *order_id, uint64_t *version)
+{
+    odo_ctx c = db();
+    json_object *doc = NULL;
+    uint64_t v = 0;
+    ck_assert_int_eq(odo_load(&c, order_id, &doc, &v), OD_OK);
+    if (version)
+        *version = v;
+    return doc;
+}
+
+static int any_status(const char *from)
+{
+    (void)from;
+    return 1;
+}
+
+void fx_set_status(const char *order_id, const char *status)
+{
+    odo_ctx c = db();
+    uint64_t v = 0;
+    json_object *doc = fx_order_doc(order_id, &v);
+    ck_assert_int_eq(odo_transition(&c, &doc, &v, status, NULL, any_status), OD_OK);
+    json_object_put(doc);
+}
+
+size_t fx_count_orders(void)
+{
+    od_page page = {0};
+    ck_assert_int_eq(FX.st.ops->scan(FX.st.self, ODO_TABLE_ORDERS, NULL, 1000, 0, &page), OD_OK);
+    size_t n = page.count;
+    od_page_clear(mock_host_api(), &page);
+    return n;
+}
+
+static void step_ctx(const char *order_id, od_doc *d, od_step_ctx *ctx)
+{
+    ck_assert_int_eq(FX.st.ops->get(FX.st.self, ODO_TABLE_ORDERS, order_id, d), OD_OK);
+    *ctx = (od_step_ctx){.size = sizeof *ctx,
+                         .attempt = 1,
+                         .order_id = order_id,
+                         .order_json = d->body,
+                         .order_len = d->len};
+}
+
+int fx_run_step(const od_step *step, const char *order_id, char *reason_out)
+{
+    od_doc d = {0};
+    od_step_ctx ctx;
+    step_ctx(order_id, &d, &ctx);
+    int verdict = step->ops->run(step->self, &ctx);
+    if (reason_out)
+        snprintf(reason_out, OD_REASON_MAX, "%s", verdict == OD_STEP_CONTINUE ? "" : ctx.reason);
+    od_doc_clear(mock_host_api(), &d);
+    return verdict;
+}
+
+void fx_compensate(const od_step *step, const char *order_id)
+{
+    od_doc d = {0};
+    od_step_ctx ctx;
+    step_ctx(order_id, &d, &ctx);
+    step->ops->compensate(step->self, &ctx);
+    od_doc_clear(mock_host_api(), &d);
+}
+
+size_t fx_drain(uint32_t lane, char bodies[][128], size_t max)
+{
+    size_t total = 0;
+    for (;;) {
+        od_message msgs[OD_RECEIVE_MAX];
+        size_t n = 0;
+        ck_assert_int_eq(FX.q.ops->receive(FX.q.self, lane, OD_RECEIVE_MAX, 0, 60000, msgs, &n),
+                         OD_OK);
+        for (size_t i = 0; i < n; i++) {
+            if (total < max)
+                snprintf(bodies[total], 128, "%s", msgs[i].body);
+            total++;
+            od_message_clear(mock_host_api(), &msgs[i]);
+        }
+        if (n == 0)
+            return total;
+    }
+}
