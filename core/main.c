@@ -351,15 +351,22 @@ static void stop_modules(od_core *core)
     }
 }
 
+/* The backend as the config names it: "memory" for storage_memory.so. */
+static const char *backend_name(const od_loaded_module *m, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(m->name, prefix, n) == 0 ? m->name + n : m->name;
+}
+
 /* After a backend's init the host API can hand it out to later modules. */
 static void publish_backend(od_core *core, od_loaded_module *m)
 {
     if (m->desc->kind == OD_KIND_STORAGE) {
         core->storage = (od_storage){.ops = m->desc->ops, .self = m->self};
-        core->storage_name = m->desc->name;
+        core->storage_name = backend_name(m, "storage_");
     } else if (m->desc->kind == OD_KIND_QUEUE) {
         core->queue = (od_queue){.ops = m->desc->ops, .self = m->self};
-        core->queue_name = m->desc->name;
+        core->queue_name = backend_name(m, "queue_");
     }
 }
 
