@@ -1,0 +1,110 @@
+/*
+ * odsql.h - the SQLite plumbing storage_sqlite and queue_sqlite share
+ * (static library odsql, linked into both .so's with hidden visibility, like
+ * odmod_common; not part of the ABI).
+ *
+ * One odsql_db per module instance. It reads the module's config keys
+ * (group "storage" or "queue"):
+ *   path             database file (default /var/lib/orderd/orderd.db; a
+ *                    relative path is relative to the process CWD)
+ *   durability       "full" (synchronous=FULL: an acknowledged write survives
+ *                    power loss; default) or "normal" (synchronous=NORMAL:
+ *                    survives a crash of orderd, not of the OS)
+ *   busy_timeout_ms  how long one op waits for the write lock (default 5000)
+ *
+ * Connections: one per thread, opened lazily with SQLITE_OPEN_NOMUTEX (no
+ * per-call mutex: a connection and its statements are only ever used by
+ * the thread that opened it). A pthread key on the odsql_db finds the
+ * thread's connection; all connections are also on a list under `lock` so
+ * odsql_close() can close those of threads still alive, and the key's
+ * destructor closes a connection when its thread exits. Statements are
+ * prepared once per connection (SQLITE_PREPARE_PERSISTENT) and reused.
+ *
+ * Transactions: every writing transaction begins with BEGIN IMMEDIATE (a
+ * deferred one that later writes fails at once with SQLITE_BUSY_SNAPSHOT
+ * under contention, ignoring the busy timeout). Each op has a deadline of
+ * busy_timeout_ms: the busy handler polls the lock in short steps until
+ * then, and the whole transaction is retried with a bounded backoff if
+ * SQLITE_BUSY/LOCKED still escapes. Past the deadline, or on I/O errors,
+ * the op returns OD_ERR_UNAVAILABLE.
+ *
+ * Schema versions: table meta(component TEXT PRIMARY KEY, version INTEGER),
+ * one row per component ("storage", "queue") because both may share a file.
+ */
+#ifndef ODSQL_H
+#define ODSQL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "orderd/orderd.h"
+
+typedef struct odsql_db odsql_db;
+
+typedef struct odsql_conn {
+    sqlite3 *db;
+    sqlite3_stmt **stmts;  /* by the module's statement number, prepared lazily */
+    int64_t deadline_ms;   /* monotonic: when the current op stops waiting for locks */
+    int last_rc;           /* extended result code of the last failure */
+    odsql_db *owner;
+    struct odsql_conn *prev, *next; /* owner->conns, under owner->lock */
+} odsql_conn;
+
+struct odsql_db {
+    const od_host_api *host;
+    od_module *mod;
+    const char *component;     /* "storage" / "queue": meta row and messages */
+    const char *path;          /* config string: valid until destroy */
+    int full_sync;             /* durability = "full" */
+    int64_t busy_timeout_ms;
+    const char *const *sql;    /* the module's statements, by number */
+    size_t n_sql;
+    pthread_key_t key;         /* this thread's odsql_conn */
+    pthread_mutex_t lock;      /* guards conns */
+    odsql_conn *conns;
+};
+
+/* One schema step: SQL run inside the migration transaction to go from
+ * version (index) to version (index + 1). */
+typedef struct odsql_schema {
+    const char *const *steps;  /* steps[v] migrates v -> v + 1; steps[0] creates */
+    int version;               /* the version this orderd writes (= number of steps) */
+} odsql_schema;
+
+/* Read config, set up the key and lock, open the main thread's connection,
+ * switch the file to WAL and create or migrate the component's schema.
+ * Logs what went wrong and returns OD_ERR_CONFIG / _UNAVAILABLE / _NOMEM;
+ * on failure nothing is left allocated. */
+od_status odsql_open(odsql_db *d, const od_host_api *host, od_module *mod, const char *component,
+                     const char *const *sql, size_t n_sql, const odsql_schema *schema);
+/* Close every connection still open and the key. Main thread, after every
+ * thread that used the db stopped using it. */
+void odsql_close(odsql_db *d);
+
+/* The calling thread's connection (opened on first use), with the op's
+ * deadline set to now + busy_timeout_ms. NULL (and *s set) on failure. */
+odsql_conn *odsql_conn_get(odsql_db *d, od_status *s);
+/* The prepared statement `i` of the module's list, reset and unbound after
+ * the previous use. NULL if it cannot be prepared (logged). */
+sqlite3_stmt *odsql_stmt(odsql_conn *c, size_t i);
+/* Map an SQLite result code to a status (and remember it for retries):
+ * BUSY/LOCKED -> UNAVAILABLE (retried), a primary key or unique constraint
+ * -> EXISTS, NOMEM -> NOMEM, TOOBIG -> TOO_LARGE; logged: IOERR/FULL/
+ * CANTOPEN/READONLY/PROTOCOL/PERM -> UNAVAILABLE, anything else -> INTERNAL. */
+od_status odsql_error(odsql_conn *c, int rc);
+
+/* Run fn inside BEGIN IMMEDIATE ... COMMIT; fn's error rolls back. Retried
+ * with backoff while SQLite reports BUSY/LOCKED and the deadline allows. */
+typedef od_status (*odsql_txn_fn)(odsql_conn *c, void *arg);
+od_status odsql_write(odsql_conn *c, odsql_txn_fn fn, void *arg);
+/* Run fn (reads only, autocommit statements) with the same busy retries. */
+od_status odsql_read(odsql_conn *c, odsql_txn_fn fn, void *arg);
+
+/* Bind a C string without copying it (SQLITE_STATIC): the caller keeps it
+ * alive until the statement is reset. Returns an SQLite rc. */
+int odsql_bind_text(sqlite3_stmt *st, int i, const char *s);
+
+#endif
