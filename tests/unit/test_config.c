@@ -445,7 +445,9 @@ START_TEST(shipped_configs_parse)
     ck_assert_int_eq(od_config_string(cfg, "auth", "jwt_secret", "x", &s), OD_OK);
     ck_assert_str_eq(s, ""); /* secrets come from the environment */
     ck_assert_int_eq(od_config_string(cfg, "storage", "backend", "", &s), OD_OK);
-    ck_assert_str_eq(s, "memory");
+    ck_assert_str_eq(s, "sqlite"); /* the durable default */
+    ck_assert_int_eq(od_config_string(cfg, "queue", "backend", "", &s), OD_OK);
+    ck_assert_str_eq(s, "sqlite");
     od_config_free(cfg);
     snprintf(path, sizeof(path), "%s/orderd-dev.conf", build);
     cfg = od_config_load(path);
