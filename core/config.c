@@ -54,12 +54,21 @@ typedef struct ptr_list {
     size_t n, cap;
 } ptr_list;
 
+/* A boolean the command line imposes over the file (orderd --provision). */
+typedef struct forced_bool {
+    char group[32];
+    char key[64];
+    int value;
+} forced_bool;
+
 struct od_config {
     config_t cfg;
     char *path;
     char *include_dir;
     ptr_list known; /* "group.key" strings looked up so far */
     ptr_list owned; /* memory handed out by getters, freed with the config */
+    forced_bool forced[4];
+    size_t n_forced;
 };
 
 static const char *env_value(const char *name)
@@ -343,8 +352,34 @@ od_status od_config_int(od_config *c, const char *group, const char *key, int64_
     return OD_OK;
 }
 
+od_status od_config_force_bool(od_config *c, const char *group, const char *key, int value)
+{
+    if (c->n_forced == sizeof(c->forced) / sizeof(c->forced[0]) ||
+        strlen(group) >= sizeof(c->forced[0].group) || strlen(key) >= sizeof(c->forced[0].key))
+        return OD_ERR_INVALID;
+    forced_bool *f = &c->forced[c->n_forced++];
+    snprintf(f->group, sizeof(f->group), "%s", group);
+    snprintf(f->key, sizeof(f->key), "%s", key);
+    f->value = value ? 1 : 0;
+    return OD_OK;
+}
+
+static const forced_bool *forced_for(const od_config *c, const char *group, const char *key)
+{
+    for (size_t i = 0; i < c->n_forced; i++)
+        if (strcmp(c->forced[i].group, group) == 0 && strcmp(c->forced[i].key, key) == 0)
+            return &c->forced[i];
+    return NULL;
+}
+
 od_status od_config_bool(od_config *c, const char *group, const char *key, int def, int *out)
 {
+    const forced_bool *f = forced_for(c, group, key);
+    if (f) {
+        mark_known(c, group, key);
+        *out = f->value;
+        return OD_OK;
+    }
     const config_setting_t *s = find(c, group, key);
     if (!s) {
         *out = def ? 1 : 0;

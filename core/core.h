@@ -51,6 +51,9 @@ od_status od_config_int(od_config *c, const char *group, const char *key, int64_
 od_status od_config_bool(od_config *c, const char *group, const char *key, int def, int *out);
 od_status od_config_strings(od_config *c, const char *group, const char *key,
                             const char *const **out, size_t *n);
+/* Impose a boolean over the file's value (orderd --provision forces
+ * storage.create_missing / queue.create_missing). Before any lookup. */
+od_status od_config_force_bool(od_config *c, const char *group, const char *key, int value);
 /* Log a warning for every key of every group nobody looked up, and for
  * unknown groups. */
 void od_config_warn_unknown(od_config *c);

@@ -1,7 +1,8 @@
 /*
  * main.c - orderd's command line and start-up / shutdown sequence.
  *
- *   orderd [-c FILE|--config FILE] [--check-config] [--list-modules] [--version] [--help]
+ *   orderd [-c FILE|--config FILE] [--check-config] [--provision] [--list-modules]
+ *          [--version] [--help]
  *
  * Start-up: parse the config -> log level -> load the storage and queue
  * backends (storage_<storage.backend>.so, queue_<queue.backend>.so), then
@@ -14,6 +15,10 @@
  * must inherit the mask too, or SIGTERM could land in one and kill the
  * process without a clean shutdown.
  * Any refusal is one log line and exit status 1.
+ * --provision is --check-config with storage.create_missing and
+ * queue.create_missing forced on: backends that keep their schema outside
+ * orderd (DynamoDB tables, SQS queues) create what is missing during init;
+ * running it twice is safe because creation is "if missing".
  *
  * Config keys read here: server.{listen, threads, max_body_bytes,
  * request_timeout_ms, keep_alive_timeout_ms, shutdown_timeout_ms, log_level,
@@ -34,7 +39,7 @@
 
 #define LOG_MODULE "core"
 
-typedef enum run_mode { MODE_SERVE, MODE_CHECK, MODE_LIST } run_mode;
+typedef enum run_mode { MODE_SERVE, MODE_CHECK, MODE_PROVISION, MODE_LIST } run_mode;
 
 /* Everything read from the server group, validated. */
 typedef struct server_settings {
@@ -48,11 +53,13 @@ static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: orderd [-c FILE|--config FILE] [--check-config] [--list-modules]\n"
-                 "              [--version] [--help]\n"
+    fprintf(out, "usage: orderd [-c FILE|--config FILE] [--check-config] [--provision]\n"
+                 "              [--list-modules] [--version] [--help]\n"
                  "  -c, --config FILE  configuration file (default " ORDERD_DEFAULT_CONFIG ")\n"
                  "      --check-config parse the configuration, load and initialise every module,\n"
                  "                     print \"configuration OK\" and exit\n"
+                 "      --provision    like --check-config, but the storage and queue backends\n"
+                 "                     create missing tables/queues (safe to run twice)\n"
                  "      --list-modules list the modules the configuration loads and the other\n"
                  "                     modules in modules.directory\n"
                  "      --version      print the version and the module ABI\n");
@@ -526,6 +533,7 @@ static int parse_args(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
+        {"provision", no_argument, NULL, 'P'},
         {"list-modules", no_argument, NULL, 'L'}, {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
@@ -536,6 +544,7 @@ static int parse_args(int argc, char **argv, options *o)
         switch (c) {
         case 'c': o->config = optarg; break;
         case 'C': o->mode = MODE_CHECK; break;
+        case 'P': o->mode = MODE_PROVISION; break;
         case 'L': o->mode = MODE_LIST; break;
         case 'V':
             printf("orderd %s (module ABI %d.%d)\n", ORDERD_VERSION, OD_ABI_MAJOR, OD_ABI_MINOR);
@@ -559,7 +568,7 @@ static int run(od_core *core, module_set *set, const server_settings *s, run_mod
     if (order_for_init(set, core) != 0 || init_modules(core) != 0)
         goto out;
     od_config_warn_unknown(core->config);
-    if (mode == MODE_CHECK) {
+    if (mode == MODE_CHECK || mode == MODE_PROVISION) {
         rc = 0;
         goto out;
     }
@@ -590,6 +599,11 @@ int main(int argc, char **argv)
         return 1;
     }
     od_log_set_level(s.log_level);
+    if (o.mode == MODE_PROVISION && (od_config_force_bool(cfg, "storage", "create_missing", 1) ||
+                                     od_config_force_bool(cfg, "queue", "create_missing", 1))) {
+        od_config_free(cfg);
+        return 1;
+    }
     if (o.mode == MODE_LIST) {
         int rc = list_modules(cfg, dir);
         od_config_free(cfg);
@@ -605,6 +619,10 @@ int main(int argc, char **argv)
         rc = run(&core, &set, &s, o.mode) == 0 ? 0 : 1;
     if (rc == 0 && o.mode == MODE_CHECK)
         printf("configuration OK\n");
+    else if (rc == 0 && o.mode == MODE_PROVISION)
+        printf("provisioning OK: storage \"%s\" and queue \"%s\" are ready\n",
+               core.storage_name ? core.storage_name : "none",
+               core.queue_name ? core.queue_name : "none");
     else if (rc == 0)
         od_logf(LOG_MODULE, OD_LOG_INFO, "orderd stopped");
     od_the_core = NULL;

@@ -33,6 +33,11 @@ static od_status fx_init(const od_host_api *host, od_module *mod, void **self)
         return OD_ERR_NOMEM;
     fx->host = host;
     fx->mod = mod;
+    int create_missing = 0; /* what orderd --provision forces on for backends */
+    if (host->config_bool(mod, "create_missing", 0, &create_missing) != OD_OK)
+        return OD_ERR_CONFIG;
+    if (create_missing)
+        host->log(mod, OD_LOG_INFO, "creating what is missing");
     host->log(mod, OD_LOG_INFO, "init %s", greeting);
     *self = fx;
     return OD_OK;

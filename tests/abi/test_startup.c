@@ -227,6 +227,26 @@ START_TEST(check_config_inits_in_order_and_destroys_in_reverse)
 }
 END_TEST
 
+START_TEST(provision_forces_create_missing_on_backends_only)
+{
+    const char *cfg = write_config(GOOD_MODULES);
+    ck_assert_int_eq(run(cfg, "--provision"), 0);
+    char *out = read_file(tmp_path("stdout"));
+    ck_assert_str_eq(out, "provisioning OK: storage \"fixture\" and queue \"fixture\" are ready\n");
+    free(out);
+    assert_logged("storage_fixture: creating what is missing");
+    assert_logged("queue_fixture: creating what is missing");
+    char *logs = log_lines();
+    ck_assert_msg(strstr(logs, "good_service: creating") == NULL, "%s", logs);
+    free(logs);
+    /* Without --provision the default (false) stands. */
+    ck_assert_int_eq(run(cfg, "--check-config"), 0);
+    logs = log_lines();
+    ck_assert_msg(strstr(logs, "creating what is missing") == NULL, "%s", logs);
+    free(logs);
+}
+END_TEST
+
 START_TEST(unknown_backend_names_line_and_choices)
 {
     const char *cfg = write_config("  load = [];\n};\nstorage: {\n  backend = \"dynamo\";\n};\n");
@@ -388,6 +408,7 @@ static Suite *startup_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, version_and_help_exit_0);
     tcase_add_test(tc, check_config_inits_in_order_and_destroys_in_reverse);
+    tcase_add_test(tc, provision_forces_create_missing_on_backends_only);
     tcase_add_test(tc, unknown_backend_names_line_and_choices);
     tcase_add_test(tc, backend_in_modules_load_is_refused);
     tcase_add_test(tc, duplicate_module_is_refused);
