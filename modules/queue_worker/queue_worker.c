@@ -10,13 +10,19 @@
  * backoff and ±20% jitter through change_visibility (a worker never sleeps);
  * a RETRY at delivery `max_attempts` dead-letters the message and fails the
  * order. When every step continued and the order is still PROCESSING (the
- * pipeline has no `complete` step), the worker completes it itself. Admin
+ * pipeline has no `complete` step), the worker completes it itself. The
+ * PROCESSING write carries a lease (message, until) so a second message for
+ * the same order waits instead of running the pipeline alongside. Admin
  * routes report counters, start and stop the workers, and drain the queue on
  * the request thread. Config (group "queue_worker"): threads, max_attempts,
  * backoff_base_ms, backoff_max_ms, visibility_ms, poll_wait_ms, autostart,
- * priority_weight (docs/configuration.md). Threads: `threads` workers,
- * started by start() (if autostart) or POST /api/orders/worker/start, joined
- * by stop() or POST /api/orders/worker/stop; nothing else.
+ * priority_weight, sweep_interval_ms, sweep_after_ms (docs/queue-worker.md).
+ * Threads: `threads` workers, started by start() (if autostart) or POST
+ * /api/orders/worker/start, joined by stop() or POST /api/orders/worker/stop;
+ * and one sweeper (unless sweep_interval_ms = 0), started by start() and
+ * joined by stop(), which re-queues PENDING/PROCESSING orders that made no
+ * progress for sweep_after_ms: the safety net for an order whose message is
+ * gone (e.g. orderd died between storing the order and queueing it).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -37,6 +43,7 @@
 #define QW_DRAIN_TIME_MS 10000 /* process-queue: time limit per request */
 #define QW_JITTER_PCT 20       /* backoff jitter: ±20% */
 #define QW_STATUS_LEN 16
+#define QW_SWEEP_PAGE 100      /* orders per storage query of a sweep */
 
 enum qw_outcome { QW_PROCESSED, QW_RETRIED, QW_FAILED, QW_DEAD, QW_OUTCOMES };
 
@@ -63,6 +70,8 @@ typedef struct qw_config {
     uint32_t visibility_ms;
     uint32_t poll_wait_ms;
     uint32_t priority_weight;
+    uint32_t sweep_interval_ms; /* 0: no sweeper */
+    uint32_t sweep_after_ms;
     int autostart;
 } qw_config;
 
@@ -117,6 +126,18 @@ struct qw {
     /* Wakes workers that pause after a queue error, when stop is requested. */
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
+
+    /* The sweeper. sweeper_started is only touched by start()/stop() on
+     * the main thread. sweep_stop is an atomic the sweeper polls between
+     * orders; stop() sets it under sweep_lock and signals sweep_wake so a
+     * sweeper waiting for its next interval cannot miss the wake-up. */
+    od_metric *requeued_metric;
+    pthread_t sweeper;
+    od_metric *sweeps_metric;
+    int sweeper_started;
+    atomic_int sweep_stop;
+    pthread_mutex_t sweep_lock;
+    pthread_cond_t sweep_wake;
 };
 
 /* One order as read from storage. Owned by the thread that loaded it. */
@@ -172,6 +193,29 @@ static uint32_t backoff_ms(const qw *self, uint32_t attempt)
     uint64_t low = b - b * QW_JITTER_PCT / 100;
     uint64_t span = b * 2 * QW_JITTER_PCT / 100;
     return (uint32_t)(low + r % (span + 1));
+}
+
+/* "2026-11-26T10:00:00.123Z" -> ms since the epoch; -1 if malformed. */
+static int64_t parse_time_ms(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0, used = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &used) != 7 ||
+        used == 0 || s[used] != '\0')
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (int64_t)t * 1000 + ms;
+}
+
+static const char *str_member(json_object *obj, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
 }
 
 /* ---- queue operations on the message being handled ---------------------- */
@@ -261,14 +305,10 @@ static void order_free(qw *self, qw_order *o)
     o->status = NULL;
 }
 
-/* OD_ERR_INVALID: the stored document is not an order we can read. */
-static od_status order_load(qw *self, const char *id, qw_order *o)
+/* Parse o->doc (already read). OD_ERR_INVALID: not an order we can read;
+ * o is then freed. */
+static od_status order_parse(qw *self, qw_order *o)
 {
-    memset(o, 0, sizeof *o);
-    o->id = id;
-    od_status st = self->storage->ops->get(self->storage->self, QW_TABLE, id, &o->doc);
-    if (st != OD_OK)
-        return st;
     odm_err e;
     json_object *status = NULL;
     o->obj = odm_parse_object(o->doc.body, o->doc.len, &e);
@@ -279,6 +319,15 @@ static od_status order_load(qw *self, const char *id, qw_order *o)
     }
     o->status = json_object_get_string(status);
     return OD_OK;
+}
+
+/* OD_ERR_INVALID: the stored document is not an order we can read. */
+static od_status order_load(qw *self, const char *id, qw_order *o)
+{
+    memset(o, 0, sizeof *o);
+    o->id = id;
+    od_status st = self->storage->ops->get(self->storage->self, QW_TABLE, id, &o->doc);
+    return st == OD_OK ? order_parse(self, o) : st;
 }
 
 static int status_is(const char *status, const char *want) { return strcmp(status, want) == 0; }
@@ -516,9 +565,76 @@ static enum qw_outcome handle_cancelled(qw *self, const od_message *msg, const c
     return QW_PROCESSED;
 }
 
+/* ---- the PROCESSING lease ------------------------------------------------
+ *
+ * The PROCESSING write records which message runs the pipeline
+ * ("leaseMessage": "<lane>:<message id>") and until when ("leaseUntil" =
+ * now + visibility_ms, when the queue would hand that message out again).
+ * A delivery of ANOTHER message for the same order (a sweeper re-queue, a
+ * duplicate) that finds an unexpired lease is postponed instead of running
+ * the pipeline concurrently: steps are idempotent when run again, not
+ * necessarily when run twice at the same time. A redelivery of the SAME
+ * message (retry backoff, a worker that died) takes the lease over at
+ * once: the queue already guarantees one holder per message. */
+
+#define QW_HOLDER_MAX (OD_KEY_MAX + 16)
+
+static void lease_holder(const od_message *msg, char out[QW_HOLDER_MAX])
+{
+    snprintf(out, QW_HOLDER_MAX, "%u:%s", msg->lane, msg->id);
+}
+
+/* ms left on a lease another holder (or anyone, holder NULL) has; 0 if none. */
+static int64_t lease_left_ms(const qw_order *o, const char *holder, int64_t now)
+{
+    if (!status_is(o->status, "PROCESSING"))
+        return 0;
+    const char *by = str_member(o->obj, "leaseMessage");
+    int64_t until = parse_time_ms(str_member(o->obj, "leaseUntil"));
+    if (!by || (holder && strcmp(by, holder) == 0) || until <= now)
+        return 0;
+    return until - now;
+}
+
+static od_status lease_take(qw *self, qw_order *o, const char *holder, int64_t now)
+{
+    char until[ODM_TIME_LEN + 1];
+    odm_iso8601(now + self->cfg.visibility_ms, until);
+    json_object *by = json_object_new_string(holder), *at = json_object_new_string(until);
+    if (!by || !at) {
+        json_object_put(by);
+        json_object_put(at);
+        return OD_ERR_NOMEM;
+    }
+    json_object_object_add(o->obj, "leaseMessage", by);
+    json_object_object_add(o->obj, "leaseUntil", at);
+    return OD_OK;
+}
+
+/* Come back after the usual backoff, but no later than the lease ends. */
+static enum qw_outcome wait_for_lease(qw *self, const od_message *msg, const char *id,
+                                      int64_t left_ms)
+{
+    uint32_t delay = backoff_ms(self, msg->receive_count);
+    if (delay > left_ms)
+        delay = (uint32_t)left_ms;
+    self->host->log(self->mod, OD_LOG_DEBUG,
+                    "order %s: another delivery runs it (lease %lld ms left); message %s back "
+                    "in %u ms",
+                    id, (long long)left_ms, msg->id, delay);
+    od_status st = self->queue->ops->change_visibility(self->queue->self, msg->lane, msg->receipt,
+                                                       delay);
+    if (st != OD_OK)
+        self->host->log(self->mod, OD_LOG_WARN,
+                        "message %s: postponing failed (%s); redelivery after visibility_ms",
+                        msg->id, od_status_str(st));
+    return QW_RETRIED;
+}
+
 /* One decision on a loaded order; PENDING/PROCESSING orders are (re)marked
- * PROCESSING with attempts = receive_count and run. *conflict is set when
- * that write lost a race: the caller re-reads and decides again. */
+ * PROCESSING with attempts = receive_count and the lease, and run.
+ * *conflict is set when that write lost a race: the caller re-reads and
+ * decides again (and then finds the winner's lease). */
 static enum qw_outcome decide(qw *self, const od_message *msg, const char *id, qw_order *o,
                               int *conflict)
 {
@@ -531,7 +647,15 @@ static enum qw_outcome decide(qw *self, const od_message *msg, const char *id, q
         return handle_cancelled(self, msg, id, o);
     if (!status_is(o->status, "PENDING") && !status_is(o->status, "PROCESSING"))
         return dead_letter(self, msg, id, "corrupt_order");
-    od_status st = order_write(self, o, "PROCESSING", NULL, msg->receive_count);
+    char holder[QW_HOLDER_MAX];
+    lease_holder(msg, holder);
+    int64_t now = self->host->now_ms();
+    int64_t left = lease_left_ms(o, holder, now);
+    if (left > 0)
+        return wait_for_lease(self, msg, id, left);
+    od_status st = lease_take(self, o, holder, now);
+    if (st == OD_OK)
+        st = order_write(self, o, "PROCESSING", NULL, msg->receive_count);
     if (st == OD_OK)
         return run_pipeline(self, msg, id, o);
     if (st == OD_ERR_CONFLICT) {
@@ -631,16 +755,22 @@ static od_status next_message(qw *self, qw_picker *p, uint32_t wait_ms, od_messa
 
 /* After a queue error: wait poll_wait_ms, or less if stop is requested, so
  * an unreachable queue does not turn the workers into a busy loop. */
-static void pause_after_error(qw *self)
+static struct timespec deadline_after(uint32_t ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += self->cfg.poll_wait_ms / 1000;
-    until.tv_nsec += (long)(self->cfg.poll_wait_ms % 1000) * 1000000L;
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    return until;
+}
+
+static void pause_after_error(qw *self)
+{
+    struct timespec until = deadline_after(self->cfg.poll_wait_ms);
     pthread_mutex_lock(&self->wake_lock);
     int rc = 0;
     while (!atomic_load(&self->stop_requested) && rc != ETIMEDOUT)
@@ -745,6 +875,198 @@ static void workers_stop(qw *self, int close)
     self->closed |= close;
     workers_stop_locked(self);
     pthread_mutex_unlock(&self->ctl_lock);
+}
+
+/* ---- the sweeper --------------------------------------------------------
+ *
+ * The worker's own recovery covers a worker that dies mid-pipeline: its
+ * message stays in flight and comes back after visibility_ms. The sweeper
+ * covers the order whose message is gone - orderd died between storing the
+ * order and queueing it, a message was lost by the backend or deleted by
+ * hand: every sweep_interval_ms it walks the PENDING and PROCESSING orders
+ * (index "status") and re-queues those without progress for sweep_after_ms.
+ * A duplicate message is harmless: the PROCESSING lease keeps it from
+ * running alongside the first, and the conditional status writes and the
+ * steps' counter tokens make a later second run a no-op. It uses only the
+ * storage and queue ops, so it keeps any backend pair honest. */
+
+/* When anyone last moved the order along: updatedAt (every status write)
+ * or requeuedAt (the sweeper), whichever is later. -1 when neither can be
+ * read: such an order is re-queued, a duplicate beats a stuck order. */
+static int64_t last_progress_ms(json_object *order)
+{
+    int64_t updated = parse_time_ms(str_member(order, "updatedAt"));
+    int64_t requeued = parse_time_ms(str_member(order, "requeuedAt"));
+    return updated > requeued ? updated : requeued;
+}
+
+static int sweeper_stopping(const qw *self)
+{
+    return atomic_load(&self->sweep_stop) || self->host->stopping();
+}
+
+/* {"orderId"} on the lane the orders module would have used. */
+static od_status send_order_message(qw *self, const qw_order *o)
+{
+    const char *priority = str_member(o->obj, "priority");
+    uint32_t lane = priority && status_is(priority, "high") ? OD_LANE_PRIORITY : OD_LANE_NORMAL;
+    json_object *msg = json_object_new_object();
+    if (!msg)
+        return OD_ERR_NOMEM;
+    json_object_object_add(msg, "orderId", json_object_new_string(o->id));
+    size_t len = 0;
+    const char *s = json_object_to_json_string_length(
+        msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    od_status st = s ? self->queue->ops->send(self->queue->self, lane, s, len, 0, NULL)
+                     : OD_ERR_NOMEM;
+    json_object_put(msg);
+    return st;
+}
+
+/* Record requeuedAt with a conditional put, then send. The put decides:
+ * of several sweepers sharing the storage (many orderd instances) only the
+ * one whose put wins sends. If the send then fails, the order carries the
+ * new requeuedAt and the first sweep after sweep_after_ms tries again;
+ * nothing is lost, it is only late. Sending first would instead let every
+ * instance send on every sweep. Returns the put's status; a lost race
+ * (CONFLICT, NOT_FOUND) means someone else moved the order: fine. */
+static od_status requeue(qw *self, qw_order *o, int64_t now)
+{
+    char at[ODM_TIME_LEN + 1];
+    odm_iso8601(now, at);
+    json_object *v = json_object_new_string(at);
+    if (!v || json_object_object_add(o->obj, "requeuedAt", v) != 0) {
+        json_object_put(v);
+        return OD_ERR_NOMEM;
+    }
+    /* Replacing a member frees nothing o->status borrows ("status" stays). */
+    od_status st = order_store(self, o);
+    if (st != OD_OK)
+        return st;
+    st = send_order_message(self, o);
+    if (st != OD_OK) {
+        self->host->log(self->mod, OD_LOG_WARN,
+                        "order %s: re-queueing failed (%s); the sweep after sweep_after_ms "
+                        "tries again",
+                        o->id, od_status_str(st));
+        return OD_OK;
+    }
+    self->host->metric_add(self->requeued_metric, 1);
+    self->host->log(self->mod, OD_LOG_INFO, "order %s: %s without progress for %u ms; re-queued",
+                    o->id, o->status, self->cfg.sweep_after_ms);
+    return OD_OK;
+}
+
+/* One document of a sweep page; takes ownership of *doc. Returns
+ * OD_ERR_UNAVAILABLE (end this sweep) only for a storage outage. */
+static od_status sweep_doc(qw *self, od_doc *doc, int64_t now)
+{
+    qw_order o = {.doc = *doc};
+    memset(doc, 0, sizeof *doc);
+    o.id = o.doc.key;
+    if (order_parse(self, &o) != OD_OK) {
+        od_doc_clear(self->host, &o.doc); /* unreadable: the worker dead-letters it if queued */
+        return OD_OK;
+    }
+    od_status st = OD_OK;
+    /* A PROCESSING order under an unexpired lease has a worker on it. */
+    if (!status_is_final(o.status) && lease_left_ms(&o, NULL, now) == 0 &&
+        now - last_progress_ms(o.obj) >= self->cfg.sweep_after_ms)
+        st = requeue(self, &o, now);
+    order_free(self, &o);
+    return st == OD_ERR_UNAVAILABLE ? st : OD_OK;
+}
+
+/* Walk the orders with this status, a bounded page at a time. Documents
+ * whose put we make keep their status, so the keyset cursor stays valid. */
+static od_status sweep_status(qw *self, const char *status, int64_t now)
+{
+    const od_storage *db = self->storage;
+    char *cursor = NULL;
+    od_status st = OD_OK;
+    do {
+        od_page page = {0};
+        st = db->ops->query(db->self, QW_TABLE, "status", status, cursor, QW_SWEEP_PAGE, 0, &page);
+        self->host->free(cursor);
+        cursor = NULL;
+        for (size_t i = 0; st == OD_OK && i < page.count && !sweeper_stopping(self); i++)
+            st = sweep_doc(self, &page.items[i], now);
+        if (st == OD_OK) {
+            cursor = page.next;
+            page.next = NULL;
+        }
+        od_page_clear(self->host, &page);
+    } while (cursor && !sweeper_stopping(self));
+    self->host->free(cursor);
+    return st;
+}
+
+static void sweep(qw *self)
+{
+    static const char *const stuck[] = {"PENDING", "PROCESSING"};
+    int64_t now = self->host->now_ms();
+    for (size_t i = 0; i < sizeof stuck / sizeof stuck[0] && !sweeper_stopping(self); i++) {
+        od_status st = sweep_status(self, stuck[i], now);
+        if (st != OD_OK)
+            self->host->log(self->mod, OD_LOG_WARN, "sweep of %s orders stopped: %s; next in %u ms",
+                            stuck[i], od_status_str(st), self->cfg.sweep_interval_ms);
+    }
+    self->host->metric_add(self->sweeps_metric, 1);
+}
+
+/* Wait one interval; 0 once stop is requested. */
+static int sweeper_wait(qw *self)
+{
+    struct timespec until = deadline_after(self->cfg.sweep_interval_ms);
+    pthread_mutex_lock(&self->sweep_lock);
+    int rc = 0;
+    while (!atomic_load(&self->sweep_stop) && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&self->sweep_wake, &self->sweep_lock, &until);
+    pthread_mutex_unlock(&self->sweep_lock);
+    return !sweeper_stopping(self);
+}
+
+static void *sweeper_main(void *arg)
+{
+    qw *self = arg;
+    while (sweeper_wait(self))
+        sweep(self);
+    return NULL;
+}
+
+/* Main thread (start). Blocks every signal in the thread, like workers. */
+static od_status sweeper_start(qw *self)
+{
+    if (self->cfg.sweep_interval_ms == 0)
+        return OD_OK;
+    atomic_store(&self->sweep_stop, 0);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&self->sweeper, NULL, sweeper_main, self);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        self->host->log(self->mod, OD_LOG_ERROR, "could not start the sweeper thread");
+        return OD_ERR_INTERNAL;
+    }
+    self->sweeper_started = 1;
+    self->host->log(self->mod, OD_LOG_INFO,
+                    "sweeper started: every %u ms, re-queues orders without progress for %u ms",
+                    self->cfg.sweep_interval_ms, self->cfg.sweep_after_ms);
+    return OD_OK;
+}
+
+/* Main thread (stop, destroy). */
+static void sweeper_stop(qw *self)
+{
+    if (!self->sweeper_started)
+        return;
+    pthread_mutex_lock(&self->sweep_lock);
+    atomic_store(&self->sweep_stop, 1);
+    pthread_cond_broadcast(&self->sweep_wake);
+    pthread_mutex_unlock(&self->sweep_lock);
+    pthread_join(self->sweeper, NULL);
+    self->sweeper_started = 0;
 }
 
 /* ---- routes ------------------------------------------------------------- */
@@ -864,6 +1186,11 @@ static od_status register_metrics(qw *self)
         self->status_metric[i] =
             h->metric(self->mod, OD_METRIC_COUNTER, "orderd_orders_status_changes_total",
                       "Order status changes, by the status entered", qw_written_labels[i]);
+    self->requeued_metric =
+        h->metric(self->mod, OD_METRIC_COUNTER, "orderd_sweeper_requeued_total",
+                  "Orders the sweeper re-queued after sweep_after_ms without progress", NULL);
+    self->sweeps_metric = h->metric(self->mod, OD_METRIC_COUNTER, "orderd_sweeper_sweeps_total",
+                                    "Sweeps of PENDING/PROCESSING orders completed", NULL);
     self->step_seconds = h->calloc(self->n_steps ? self->n_steps : 1, sizeof *self->step_seconds);
     if (!self->step_seconds)
         return OD_ERR_NOMEM;
@@ -909,6 +1236,10 @@ static od_status read_config(qw *self)
         (st = config_u32(self, "visibility_ms", 30000, 100, 43200000, &c->visibility_ms)) != OD_OK ||
         (st = config_u32(self, "poll_wait_ms", 1000, 1, 20000, &c->poll_wait_ms)) != OD_OK ||
         (st = config_u32(self, "priority_weight", 4, 1, 1000, &c->priority_weight)) != OD_OK ||
+        (st = config_u32(self, "sweep_interval_ms", 30000, 0, 86400000, &c->sweep_interval_ms)) !=
+            OD_OK ||
+        (st = config_u32(self, "sweep_after_ms", 60000, 1000, 86400000, &c->sweep_after_ms)) !=
+            OD_OK ||
         (st = self->host->config_bool(self->mod, "autostart", 1, &c->autostart)) != OD_OK)
         return st;
     if (c->backoff_base_ms > c->backoff_max_ms) {
@@ -917,6 +1248,12 @@ static od_status read_config(qw *self)
                         c->backoff_base_ms, c->backoff_max_ms);
         return OD_ERR_CONFIG;
     }
+    /* Not an error: a duplicate is harmless, only wasteful. */
+    if (c->sweep_interval_ms && c->sweep_after_ms < c->visibility_ms)
+        self->host->log(self->mod, OD_LOG_WARN,
+                        "sweep_after_ms (%u) is below visibility_ms (%u): orders whose message "
+                        "is merely in flight will be re-queued too",
+                        c->sweep_after_ms, c->visibility_ms);
     return OD_OK;
 }
 
@@ -959,11 +1296,14 @@ static od_status init_sync(qw *self)
         return OD_ERR_NOMEM;
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int rc = pthread_cond_init(&self->wake, &attr);
+    if (rc == 0 && (rc = pthread_cond_init(&self->sweep_wake, &attr)) != 0)
+        pthread_cond_destroy(&self->wake);
     pthread_condattr_destroy(&attr);
     if (rc != 0)
         return OD_ERR_NOMEM;
     pthread_mutex_init(&self->ctl_lock, NULL);
     pthread_mutex_init(&self->wake_lock, NULL);
+    pthread_mutex_init(&self->sweep_lock, NULL);
     return OD_OK;
 }
 
@@ -992,18 +1332,30 @@ static od_status qw_init(const od_host_api *host, od_module *mod, void **out)
     return OD_OK;
 }
 
+/* The sweeper runs even when the workers do not autostart: re-queueing is
+ * safe without consumers, and another instance may be consuming. */
 static od_status qw_start(void *arg)
 {
     qw *self = arg;
-    return self->cfg.autostart ? workers_start(self) : OD_OK;
+    od_status st = self->cfg.autostart ? workers_start(self) : OD_OK;
+    if (st == OD_OK && (st = sweeper_start(self)) != OD_OK)
+        workers_stop(self, 1);
+    return st;
 }
 
-static void qw_stop(void *arg) { workers_stop(arg, 1); }
+static void qw_stop(void *arg)
+{
+    qw *self = arg;
+    sweeper_stop(self);
+    workers_stop(self, 1);
+}
 
 static void qw_destroy(void *arg)
 {
     qw *self = arg;
-    workers_stop(self, 1); /* in case stop() was never called */
+    qw_stop(self); /* in case stop() was never called */
+    pthread_cond_destroy(&self->sweep_wake);
+    pthread_mutex_destroy(&self->sweep_lock);
     pthread_cond_destroy(&self->wake);
     pthread_mutex_destroy(&self->wake_lock);
     pthread_mutex_destroy(&self->ctl_lock);

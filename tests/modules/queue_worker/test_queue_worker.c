@@ -179,6 +179,8 @@ static const char *const watched[][2] = {
     {"orderd_orders_status_changes_total", "status=\"COMPLETED\""},
     {"step_flaky_runs_total", ""},
     {"step_flaky_compensations_total", ""},
+    {"orderd_sweeper_requeued_total", ""},
+    {"orderd_sweeper_sweeps_total", ""},
 };
 #define N_WATCHED (sizeof watched / sizeof watched[0])
 static int64_t baseline[N_WATCHED];
@@ -195,6 +197,7 @@ static int64_t metric_delta(const char *name, const char *labels)
 static void backends_up(void)
 {
     memset(&E, 0, sizeof E);
+    mock_set_now_ms(0); /* real time unless a test fixes it */
     for (size_t i = 0; i < N_WATCHED; i++)
         baseline[i] = mock_metric_value(watched[i][0], watched[i][1]);
     mock_log_reset();
@@ -938,6 +941,230 @@ START_TEST(test_bad_config_fails_init)
 }
 END_TEST
 
+/* ---- the sweeper ---------------------------------------------------------- */
+
+/* put_order() writes updatedAt = 2026-11-26T10:00:00.000Z; this is that
+ * instant, so tests set the host clock relative to the orders' progress. */
+static int64_t order_time_ms(void)
+{
+    struct tm tm = {.tm_year = 126, .tm_mon = 10, .tm_mday = 26, .tm_hour = 10};
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+static int64_t requeued(void) { return metric_delta("orderd_sweeper_requeued_total", ""); }
+static int64_t sweeps(void) { return metric_delta("orderd_sweeper_sweeps_total", ""); }
+
+static int sweeps_reached(const void *arg) { return sweeps() >= *(const int64_t *)arg; }
+
+/* Wait until `more` further sweeps have completed. */
+static void wait_sweeps(int64_t more)
+{
+    int64_t goal = sweeps() + more;
+    ck_assert_msg(wait_for(sweeps_reached, &goal, WAIT_MS), "only %lld of %lld sweeps",
+                  (long long)sweeps(), (long long)goal);
+}
+
+static int requeued_reached(const void *arg) { return requeued() >= *(const int64_t *)arg; }
+
+static const kvi sweep_cfg[] = {{"threads", 2},           {"poll_wait_ms", 20},
+                                {"sweep_interval_ms", 10}, {"sweep_after_ms", 1000},
+                                {"visibility_ms", 5000}};
+#define SWEEP_CFG_N (sizeof sweep_cfg / sizeof sweep_cfg[0])
+
+/* Orders whose message is gone (orderd died between storing and queueing,
+ * or a worker died and the message was lost): PENDING and PROCESSING ones
+ * come back once sweep_after_ms passed without progress, and only then. */
+START_TEST(test_sweeper_requeues_orders_without_message)
+{
+    backends_up();
+    int64_t t0 = order_time_ms();
+    mock_set_now_ms(t0 + 999);
+    pipeline_add(&step_a);
+    put_order("lost", "c1", "PENDING");
+    put_order("dead", "c1", "PROCESSING");
+    snprintf(E.ids[E.n_ids++], sizeof E.ids[0], "lost");
+    snprintf(E.ids[E.n_ids++], sizeof E.ids[0], "dead");
+    worker_up(sweep_cfg, SWEEP_CFG_N, 1);
+
+    wait_sweeps(3); /* 999 ms without progress: not yet */
+    ck_assert_int_eq(requeued(), 0);
+    ck_assert_uint_eq(count_events('r', 'A', NULL), 0);
+    ck_assert(order_has_status("lost", "PENDING"));
+
+    mock_set_now_ms(t0 + 1000);
+    wait_orders("COMPLETED", 2);
+    ck_assert_int_eq(requeued(), 2);
+    json_object *o = order_get("lost");
+    ck_assert_str_eq(str_field(o, "requeuedAt"), "2026-11-26T10:00:01.000Z");
+    json_object_put(o);
+
+    wait_sweeps(3); /* settled orders are left alone */
+    quiesce();
+    ck_assert_int_eq(requeued(), 2);
+    ck_assert_uint_eq(count_events('r', 'A', "lost"), 1);
+    ck_assert_uint_eq(count_events('r', 'A', "dead"), 1);
+    mock_set_now_ms(0);
+    teardown();
+}
+END_TEST
+
+static atomic_int send_down;
+static od_queue_ops flaky_queue_ops;
+static od_queue flaky_queue;
+
+static od_status send_or_outage(void *self, uint32_t lane, const char *body, size_t len,
+                                uint32_t delay_ms, char **id_out)
+{
+    if (atomic_load(&send_down))
+        return OD_ERR_UNAVAILABLE;
+    return E.q.ops->send(self, lane, body, len, delay_ms, id_out);
+}
+
+/* The put that records requeuedAt comes before the send. When the send
+ * fails the order is not lost: the first sweep after sweep_after_ms more
+ * sends again. A "high" order goes back on the priority lane. */
+START_TEST(test_sweeper_send_failure_is_retried_after_sweep_after)
+{
+    backends_up();
+    flaky_queue_ops = *E.q.ops;
+    flaky_queue_ops.send = send_or_outage;
+    flaky_queue = (od_queue){&flaky_queue_ops, E.q.self};
+    mock_set_queue(&flaky_queue);
+    atomic_store(&send_down, 1);
+    int64_t t0 = order_time_ms();
+    mock_set_now_ms(t0 + 5000);
+    put_order("o1", "c1", "PENDING");
+    od_doc d = {0};
+    ck_assert_int_eq(E.st.ops->get(E.st.self, "orders", "o1", &d), OD_OK);
+    char *high = strstr(d.body, "\"normal\"");
+    ck_assert_ptr_nonnull(high);
+    memcpy(high, "\"high\"  ", 8); /* same length, still valid JSON */
+    od_index_value idx[] = {{"customer", "c1"}, {"status", "PENDING"}};
+    ck_assert_int_eq(E.st.ops->put(E.st.self, "orders", "o1", d.body, d.len, idx, 2,
+                                   OD_PUT_IF_VERSION, d.version, NULL),
+                     OD_OK);
+    od_doc_clear(mock_host_api(), &d);
+    worker_up(sweep_cfg, SWEEP_CFG_N, 0);
+
+    ck_assert(wait_for(log_has, "re-queueing failed", WAIT_MS));
+    atomic_store(&send_down, 0);
+    wait_sweeps(3); /* requeuedAt was recorded: no resend before sweep_after_ms */
+    ck_assert_int_eq(requeued(), 0);
+    ck_assert_int_eq(lane_depth(OD_LANE_PRIORITY, NULL), 0);
+
+    mock_set_now_ms(t0 + 6000);
+    int64_t one = 1;
+    ck_assert(wait_for(requeued_reached, &one, WAIT_MS));
+    wait_sweeps(2);
+    ck_assert_int_eq(requeued(), 1);
+    ck_assert_int_eq(lane_depth(OD_LANE_PRIORITY, NULL), 1);
+    ck_assert_int_eq(lane_depth(OD_LANE_NORMAL, NULL), 0);
+    mock_set_now_ms(0);
+    teardown();
+}
+END_TEST
+
+/* Two instances (two orderd processes sharing storage and queue) sweep the
+ * same stale order: the conditional put lets exactly one of them send. */
+START_TEST(test_two_sweepers_requeue_once)
+{
+    backends_up();
+    int64_t t0 = order_time_ms();
+    mock_set_now_ms(t0 + 5000);
+    for (int i = 0; i < 20; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "o%02d", i);
+        put_order(id, "c1", "PENDING");
+    }
+    worker_up(sweep_cfg, SWEEP_CFG_N, 0);
+    mock_routes_reset(); /* the routes are per process; the second one registers them again */
+    loaded second = {0};
+    load(&second, MODULE_DIR "/queue_worker.so", "queue_worker");
+    for (size_t i = 0; i < SWEEP_CFG_N; i++)
+        mock_config_set_int(second.mod, sweep_cfg[i].key, sweep_cfg[i].value);
+    mock_config_set_bool(second.mod, "autostart", 0);
+    init_loaded(&second);
+    ck_assert_int_eq(second.desc->start(second.self), OD_OK);
+
+    int64_t all = 20;
+    ck_assert(wait_for(requeued_reached, &all, WAIT_MS));
+    wait_sweeps(6); /* both instances swept again since */
+    second.desc->stop(second.self);
+    second.desc->destroy(second.self);
+    mock_module_free(second.mod);
+    ck_assert_int_eq(requeued(), 20);
+    ck_assert_int_eq(lane_depth(OD_LANE_NORMAL, NULL), 20);
+    mock_set_now_ms(0);
+    teardown();
+}
+END_TEST
+
+static int queue_empty(const void *arg)
+{
+    (void)arg;
+    for (uint32_t lane = 0; lane < OD_LANE_COUNT; lane++) {
+        int64_t visible = 0, in_flight = 0;
+        if (E.q.ops->depth(E.q.self, lane, &visible, &in_flight) != OD_OK ||
+            visible + in_flight > 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* A second message for an order another delivery is running (a sweeper
+ * re-queue, a duplicate) waits for the lease instead of running the
+ * pipeline at the same time; afterwards it is acknowledged as a duplicate. */
+START_TEST(test_lease_keeps_duplicates_from_running_concurrently)
+{
+    backends_up();
+    pipeline_add(&step_gate);
+    const kvi cfg[] = {{"threads", 2}, {"poll_wait_ms", 10}, {"backoff_base_ms", 10},
+                       {"backoff_max_ms", 20}, {"visibility_ms", 30000}};
+    worker_up(cfg, 5, 1);
+    enqueue_order("o1", "c1", OD_LANE_NORMAL);
+    int one = 1;
+    ck_assert(wait_for(gate_has, &one, WAIT_MS)); /* the first delivery holds it */
+    send_raw(OD_LANE_PRIORITY, "{\"orderId\":\"o1\"}");
+    ck_assert(wait_for(retried_twice, NULL, WAIT_MS)); /* postponed, more than once */
+    ck_assert_uint_eq(count_events('r', 'G', "o1"), 1);
+    json_object *o = order_get("o1");
+    ck_assert_ptr_nonnull(str_field(o, "leaseMessage"));
+    ck_assert_ptr_nonnull(str_field(o, "leaseUntil"));
+    json_object_put(o);
+    gate_open();
+    wait_orders("COMPLETED", 1);
+    ck_assert(wait_for(queue_empty, NULL, WAIT_MS)); /* the duplicate was acknowledged */
+    quiesce();
+    ck_assert_uint_eq(count_events('r', 'G', "o1"), 1);
+    teardown();
+}
+END_TEST
+
+START_TEST(test_sweeper_bad_config_fails_init)
+{
+    backends_up();
+    static const kvi bad[] = {{"sweep_interval_ms", -1}, {"sweep_after_ms", 999},
+                              {"sweep_after_ms", 86400001}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        loaded w = {0};
+        load(&w, MODULE_DIR "/queue_worker.so", "queue_worker");
+        mock_config_set_int(w.mod, bad[i].key, bad[i].value);
+        ck_assert_int_eq(w.desc->init(mock_host_api(), w.mod, &w.self), OD_ERR_CONFIG);
+        mock_module_free(w.mod);
+        mock_routes_reset();
+    }
+    /* sweep_interval_ms = 0: no sweeper, stale orders stay as they are. */
+    mock_set_now_ms(order_time_ms() + 5000);
+    put_order("o1", "c1", "PENDING");
+    const kvi off[] = {{"sweep_interval_ms", 0}, {"sweep_after_ms", 1000}};
+    worker_up(off, 2, 1);
+    ck_assert(wait_for(log_has, "worker threads started", WAIT_MS));
+    ck_assert(!mock_log_contains("sweeper started"));
+    mock_set_now_ms(0);
+    teardown();
+}
+END_TEST
+
 static Suite *queue_worker_suite(void)
 {
     Suite *s = suite_create("queue_worker");
@@ -955,6 +1182,11 @@ static Suite *queue_worker_suite(void)
     tcase_add_test(tc, test_storage_outage_postpones_never_drops);
     tcase_add_test(tc, test_concurrent_start_stop);
     tcase_add_test(tc, test_bad_config_fails_init);
+    tcase_add_test(tc, test_sweeper_requeues_orders_without_message);
+    tcase_add_test(tc, test_sweeper_send_failure_is_retried_after_sweep_after);
+    tcase_add_test(tc, test_two_sweepers_requeue_once);
+    tcase_add_test(tc, test_sweeper_bad_config_fails_init);
+    tcase_add_test(tc, test_lease_keeps_duplicates_from_running_concurrently);
     suite_add_tcase(s, tc);
     return s;
 }

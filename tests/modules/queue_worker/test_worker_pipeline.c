@@ -128,12 +128,85 @@ START_TEST(test_little_stock_many_threads)
 }
 END_TEST
 
+static size_t queued_messages(void)
+{
+    int64_t total = 0;
+    for (uint32_t lane = 0; lane < OD_LANE_COUNT; lane++) {
+        int64_t visible = -1, in_flight = -1;
+        ck_assert_int_eq(FX.q.ops->depth(FX.q.self, lane, &visible, &in_flight), OD_OK);
+        total += visible + in_flight;
+    }
+    return (size_t)total;
+}
+
+/* What the sweeper relies on: a second and third {"orderId"} for the same
+ * order (one on each lane, handled concurrently by eight threads) change
+ * nothing visible - each order is reserved and settled once. Without the
+ * worker's PROCESSING lease this failed about one run in ten: two
+ * deliveries ran the pipeline at once, and reserve_stock gave back the
+ * stock of an order the other run had just COMPLETED. */
+#define DUP_ORDERS 30
+START_TEST(test_duplicate_messages_are_harmless)
+{
+    fx_up();
+    char widget[OD_UUID_STR_LEN + 1];
+    fx_product("Widget", 1999, STOCK, widget);
+    char body[256];
+    snprintf(body, sizeof body, "{\"items\":[{\"productId\":\"%s\",\"quantity\":%d}]}",
+             widget, QTY);
+    for (size_t i = 0; i < DUP_ORDERS; i++) {
+        fx_order(i % 2 ? FX_ALICE : FX_BOB, body, W.ids[i]);
+        char msg[96];
+        int n = snprintf(msg, sizeof msg, "{\"orderId\":\"%s\"}", W.ids[i]);
+        for (uint32_t lane = OD_LANE_NORMAL; lane <= OD_LANE_PRIORITY; lane++)
+            ck_assert_int_eq(FX.q.ops->send(FX.q.self, lane, msg, (size_t)n, 0, NULL), OD_OK);
+    }
+    ck_assert_uint_eq(queued_messages(), 3 * DUP_ORDERS);
+    worker_up(8);
+
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (queued_messages() > 0) {
+        ck_assert_msg(now_ms() < deadline, "%zu messages left", queued_messages());
+        ck_assert_int_ge(fx_stock(widget), 0);
+        struct timespec tick = {0, 5 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+    worker_down();
+
+    int64_t held = 0;
+    size_t completed = 0, failed = 0;
+    for (size_t i = 0; i < DUP_ORDERS; i++) {
+        json_object *doc = fx_order_doc(W.ids[i], NULL);
+        const char *status = odo_str(doc, "status");
+        completed += strcmp(status, ODO_COMPLETED) == 0;
+        failed += strcmp(status, ODO_FAILED) == 0;
+        if (strcmp(status, ODO_COMPLETED) == 0 && odo_reserved(doc))
+            held += QTY;
+        /* One COMPLETED (or FAILED) history entry, however many deliveries. */
+        json_object *history = json_object_object_get(doc, "history");
+        size_t settled = 0;
+        for (size_t h = 0; h < json_object_array_length(history); h++) {
+            const char *st = odo_str(json_object_array_get_idx(history, h), "status");
+            settled += strcmp(st, ODO_COMPLETED) == 0 || strcmp(st, ODO_FAILED) == 0;
+        }
+        ck_assert_uint_eq(settled, 1);
+        json_object_put(doc);
+    }
+    ck_assert_uint_eq(completed, STOCK / QTY);
+    ck_assert_uint_eq(failed, DUP_ORDERS - STOCK / QTY);
+    ck_assert_int_eq(fx_stock(widget) + held, STOCK);
+    ck_assert_int_eq(fx_stock(widget), STOCK % QTY);
+    fx_down();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("queue_worker_pipeline");
     TCase *tc = tcase_create("pipeline");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_little_stock_many_threads);
+    tcase_add_test(tc, test_duplicate_messages_are_harmless);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
