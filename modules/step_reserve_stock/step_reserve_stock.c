@@ -101,10 +101,15 @@ static od_status record_hold(const step_reserve *r, json_object **doc, uint64_t 
 /* The order is closed to reservations: give back whatever it may hold. */
 static int fail_closed(const step_reserve *r, json_object *doc, od_step_ctx *ctx)
 {
+    const char *status = odo_str(doc, "status");
+    /* A COMPLETED order keeps its stock: another delivery finished it while
+     * this one ran, and giving its units back would oversell. Only an order
+     * that ended without completing may hold stock this run just took. */
+    if (strcmp(status, ODO_COMPLETED) == 0)
+        return verdict(ctx, OD_STEP_FAIL, "order_not_pending");
     od_status s = odo_stock_release_order(&r->db, doc);
     if (s != OD_OK)
         return storage_verdict(ctx, s);
-    const char *status = odo_str(doc, "status");
     return verdict(ctx, OD_STEP_FAIL,
                    strcmp(status, ODO_CANCELLED) == 0 ? "order_cancelled" : "order_not_pending");
 }

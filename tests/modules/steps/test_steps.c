@@ -232,6 +232,21 @@ START_TEST(reserve_on_cancelled_order_fails)
 }
 END_TEST
 
+/* A late duplicate delivery meets an order another delivery completed: it
+ * must fail without giving the completed order's units back (overselling). */
+START_TEST(reserve_on_completed_order_keeps_its_stock)
+{
+    char id[OD_UUID_STR_LEN + 1];
+    processing_order(3, 2, id);
+    ck_assert_int_eq(fx_run_step(RESERVE, id, reason), OD_STEP_CONTINUE);
+    fx_set_status(id, ODO_COMPLETED);
+    ck_assert_int_eq(fx_run_step(RESERVE, id, reason), OD_STEP_FAIL);
+    ck_assert_str_eq(reason, "order_not_pending");
+    ck_assert_int_eq(fx_stock(widget), 7);
+    ck_assert_int_eq(fx_stock(gadget), 3);
+}
+END_TEST
+
 /* ---- cancel against the pipeline ---- */
 
 START_TEST(cancel_after_reservation_restores_stock_once)
@@ -362,6 +377,7 @@ static Suite *steps_suite(void)
     tcase_add_test(tc, reserve_compensate_releases_exactly_once);
     tcase_add_test(tc, reserve_compensate_without_reservation);
     tcase_add_test(tc, reserve_on_cancelled_order_fails);
+    tcase_add_test(tc, reserve_on_completed_order_keeps_its_stock);
     tcase_add_test(tc, reserve_missing_counter_fails_and_gives_back);
     tcase_add_test(tc, storage_outage_retries);
     tcase_add_test(tc, cancel_after_reservation_restores_stock_once);
