@@ -13,6 +13,14 @@
  *                            a bool, anything else as a string; "%p" in a
  *                            value becomes a token unique to each test (fresh
  *                            file / table prefix per test).
+ *   ORDERD_CONTRACT_SKIP     comma-separated capabilities the backend lacks;
+ *                            only the checks of those exact capabilities are
+ *                            skipped (memory and SQLite set none):
+ *       stale_delete       del() with a stale or already used receipt is
+ *                          not refused (SQS answers 200 and deletes nothing)
+ *       foreign_receipt    del() with another lane's receipt is not refused
+ *       malformed_receipt  garbage receipts are not refused (fauxqs only;
+ *                          real SQS answers ReceiptHandleIsInvalid)
  *   ORDERD_CONTRACT_MODULE_DIR  where <backend>.so is (default
  *                            $ORDERD_BUILD_DIR/modules).
  */
@@ -42,6 +50,9 @@ void contract_stop(contract_backend *b);
 void contract_close(contract_backend *b);
 
 int64_t contract_now_ms(void); /* monotonic */
+
+/* 1 if ORDERD_CONTRACT_SKIP names `capability` (see above). */
+int contract_skips(const char *capability);
 
 /* Parse argv, build the suite with make_suite and run it; the exit code. */
 int contract_main(int argc, char **argv, Suite *(*make_suite)(void));
