@@ -5,7 +5,8 @@
 #
 # Variables: BUILD (build dir), JOBS (parallel jobs), CMAKE_FLAGS (extra
 # configure flags), CTEST_TIMEOUT (seconds per test without its own limit),
-# DURATION (bench run length, e.g. 10s).
+# DURATION (bench run length, e.g. 10s); bench/run.sh also reads REPEAT,
+# BACKENDS, LOG_LEVEL, E2E_ORDERS and more (bench/README.md).
 
 BUILD          ?= build
 ASAN_BUILD     ?= build-asan
@@ -23,6 +24,7 @@ SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1:str
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all deps build run test test-sanitize test-valgrind bench clean help
+.PHONY: dev setup status logs reset install deb rpm
 
 all: build
 
@@ -71,3 +73,75 @@ bench: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD)
+
+# ---- operator targets (docs/operations.md) --------------------------------
+# Variables: ORDERD (binary), CONFIG (its config), STATUS_URL (a running
+# orderd), PREFIX / DESTDIR (make install), PKG_OUT (.deb/.rpm output),
+# FORCE=1 (make reset without asking).
+ORDERD     ?= $(BUILD)/orderd
+CONFIG     ?= $(BUILD)/orderd-dev.conf
+STATUS_URL ?= $(DEV_URL)
+PREFIX     ?= /usr/local
+PKG_OUT    ?= build-pkg/out
+DEV_LOG    := $(BUILD)/orderd-dev.log
+DEV_DB     := $(BUILD)/orderd-dev.db
+
+# `make run`, with a copy of the log in $(DEV_LOG) for `make logs`.
+# tee -i outlives Ctrl-C so orderd's shutdown lines are kept too.
+dev:
+	@mkdir -p $(BUILD)
+	@$(MAKE) --no-print-directory run 2>&1 | tee -ai $(DEV_LOG)
+
+# Create or migrate what the configured backends need (SQLite: the database
+# file and its schema). Builds first only when it runs the build tree's binary.
+# For an installed orderd run it as the orderd user, e.g.
+#   sudo -u orderd make setup ORDERD=/usr/bin/orderd CONFIG=/etc/orderd/orderd.conf
+setup: $(if $(filter $(BUILD)/orderd,$(ORDERD)),build)
+	$(ORDERD) --provision -c $(CONFIG)
+
+status:
+	@echo "== $(STATUS_URL)/health"
+	@curl -fsS --max-time 5 $(STATUS_URL)/health && echo
+	@echo "== queue depths ($(STATUS_URL)/metrics)"
+	@curl -fsS --max-time 5 $(STATUS_URL)/metrics | grep -E '^orderd_queue_(dead_letter_)?depth' || \
+	  echo "(no queue depth metrics: is queue_worker loaded?)"
+
+# The journal when systemd runs orderd, else the log `make dev` keeps.
+logs:
+	@if [ -d /run/systemd/system ] && systemctl is-active --quiet orderd 2>/dev/null; then \
+	  exec journalctl -u orderd -f; \
+	elif [ -f $(DEV_LOG) ]; then \
+	  exec tail -n 50 -F $(DEV_LOG); \
+	else \
+	  echo "logs: orderd.service is not running and $(DEV_LOG) does not exist (start with make dev)" >&2; \
+	  exit 1; \
+	fi
+
+# Wipe the development database. Stop `make dev` first.
+reset:
+	@if [ "$(FORCE)" != 1 ]; then \
+	  if [ ! -t 0 ]; then \
+	    echo "reset: no terminal to confirm on; run make reset FORCE=1 to delete $(DEV_DB)*" >&2; \
+	    exit 1; \
+	  fi; \
+	  printf 'Delete the development database %s* (all users, products and orders)? [y/N] ' $(DEV_DB); \
+	  read answer; \
+	  case "$$answer" in y|Y|yes) ;; *) echo "reset: nothing deleted"; exit 0;; esac; \
+	fi; \
+	rm -f $(DEV_DB) $(DEV_DB)-wal $(DEV_DB)-shm $(DEV_DB)-journal; \
+	echo "reset: deleted $(DEV_DB)*"
+
+# Configure with the prefix first: orderd compiles its default config and
+# modules paths in, so installing elsewhere than configured would break them.
+install: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
+deb:
+	@bash .ci/install-deps debhelper fakeroot dpkg-dev
+	JOBS=$(JOBS) bash packaging/build-deb $(PKG_OUT)
+
+rpm: deps
+	@bash .ci/install-deps rpm
+	JOBS=$(JOBS) bash packaging/build-rpm $(PKG_OUT)
