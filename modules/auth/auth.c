@@ -11,10 +11,23 @@
  * (60..2592000, 3600), login_max_failures (1..1000, 5), login_window_seconds
  * (1..86400, 300), argon2_iterations / argon2_memory_kib (cost of the dummy
  * hash checked for unknown e-mails; set them like the users module's).
- * Metrics: orderd_logins_total{result="success"|"invalid_credentials"|"rate_limited"}.
+ * Metrics: orderd_logins_total{result="success"|"invalid_credentials"|"rate_limited"},
+ * orderd_auth_token_cache_total{result="hit"|"miss"} (miss = a full check).
  * Threads: none of its own. Handlers and the verifier run on HTTP workers;
- * the only mutable state is the rate-limit table (striped mutexes) and the
- * hasher's semaphore.
+ * the mutable state is the rate-limit table (striped mutexes), the hasher's
+ * semaphore and one verified-token cache per worker thread (thread-specific
+ * data, so a cache hit takes no lock at all).
+ *
+ * The token cache: a full verification (base64, HMAC set-up, two JSON
+ * parses) costs tens of microseconds, and a client sends the same token on
+ * every request. Each thread remembers up to TC_SLOTS tokens it verified
+ * (direct-mapped: a newer token evicts the one in its slot), keyed by their
+ * SHA-256 and compared with CRYPTO_memcmp (a byte-by-byte compare of raw
+ * tokens would leak a valid token through timing), with the principal and
+ * exp; a hit still checks exp against the clock. Only tokens
+ * that passed every check are cached. There is no invalidation: the secret
+ * cannot change at run time, and tokens are not revoked by a password change
+ * anyway, so a cached answer is always the answer a full check would give.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +36,8 @@
 #include <string.h>
 
 #include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "odm.h"
 
@@ -34,12 +49,16 @@
 #define SUB_MAX 63
 #define PASSWORD_MAX 1024
 
+#define TC_SLOTS 32 /* per thread, direct-mapped by digest */
+#define TC_DIGEST 32 /* SHA-256 */
+
 #define RL_STRIPES 64
 #define RL_SLOTS 16 /* per stripe: RL_STRIPES * RL_SLOTS entries in all */
 #define RL_CLIENT_MAX 63
 #define RL_KEY_MAX (ODM_EMAIL_MAX + 1 + RL_CLIENT_MAX + 1)
 
 enum { LOGIN_SUCCESS, LOGIN_FAILURE, LOGIN_LIMITED, LOGIN_RESULTS };
+enum { TC_HIT, TC_MISS, TC_RESULTS };
 
 static const char INVALID_CREDENTIALS[] = "Invalid email or password";
 
@@ -57,6 +76,24 @@ typedef struct rl_stripe {
     rl_slot slots[RL_SLOTS];
 } rl_stripe;
 
+/* A token that passed verification; exp == 0 marks a free slot. */
+typedef struct tc_entry {
+    unsigned char digest[TC_DIGEST];
+    int64_t exp;
+    uint32_t role;
+    char user_id[SUB_MAX + 1];
+} tc_entry;
+
+struct auth;
+
+/* One thread's cache. Only its thread reads or writes the slots; the
+ * next/prev links belong to auth.tc_lock. */
+typedef struct tc_cache {
+    struct auth *owner;
+    struct tc_cache *next, *prev;
+    tc_entry slots[TC_SLOTS];
+} tc_cache;
+
 typedef struct auth {
     const od_host_api *host;
     od_module *mod;
@@ -72,11 +109,20 @@ typedef struct auth {
     odm_hasher *hasher;
     char dummy_hash[ODM_HASH_MAX];
     od_metric *logins[LOGIN_RESULTS]; /* counters, updated lock-free */
+    od_metric *tc_results[TC_RESULTS];
+    EVP_MD *sha256;                   /* fetched once: a fetch per call is slow */
+    pthread_key_t tc_key;             /* this thread's tc_cache */
+    int tc_key_ok;
+    /* Every live tc_cache, so destroy frees those of threads still running.
+     * Taken once per thread (first use, exit), never on a cache hit. */
+    pthread_mutex_t tc_lock;
+    tc_cache *tc_all;
     rl_stripe stripes[RL_STRIPES];
 } auth;
 
 static const char *const LOGIN_RESULT_LABELS[LOGIN_RESULTS] = {
     "result=\"success\"", "result=\"invalid_credentials\"", "result=\"rate_limited\""};
+static const char *const TC_RESULT_LABELS[TC_RESULTS] = {"result=\"hit\"", "result=\"miss\""};
 
 /* ---- rate limiting -------------------------------------------------------
  * Check and record are separate steps (the hash runs between them, unlocked),
@@ -217,7 +263,8 @@ static const char *claim_string(json_object *claims, const char *name)
 }
 
 /* The registered claims, checked as libjwt 1.10 does not (LIBRARIES.md §2). */
-static od_status claims_check(const auth *a, json_object *claims, int64_t now, od_principal *out)
+static od_status claims_check(const auth *a, json_object *claims, int64_t now, od_principal *out,
+                              int64_t *exp_out)
 {
     int64_t exp = 0, iat = 0, nbf = 0;
     int has_exp = 0, has_iat = 0, has_nbf = 0;
@@ -237,23 +284,112 @@ static od_status claims_check(const auth *a, json_object *claims, int64_t now, o
         return OD_ERR_INVALID;
     out->role = role;
     memcpy(out->user_id, sub, sub_len + 1);
+    *exp_out = exp;
     return OD_OK;
 }
 
-static od_status verify_token(void *self, const char *token, size_t len, od_principal *out)
-{
-    const auth *a = self;
-    char buf[TOKEN_MAX + 1];
-    /* The cap also bounds libjwt's alloca() of each part on this stack. */
-    if (len == 0 || len > TOKEN_MAX || memchr(token, '\0', len) != NULL)
-        return OD_ERR_INVALID;
-    memcpy(buf, token, len);
-    buf[len] = '\0';
+/* ---- verified-token cache ------------------------------------------------ */
 
-    jwt_t *j = NULL;
-    if (jwt_decode(&j, buf, a->secret, (int)a->secret_len) != 0)
+static void tc_link(auth *a, tc_cache *c)
+{
+    pthread_mutex_lock(&a->tc_lock);
+    c->next = a->tc_all;
+    c->prev = NULL;
+    if (a->tc_all != NULL)
+        a->tc_all->prev = c;
+    a->tc_all = c;
+    pthread_mutex_unlock(&a->tc_lock);
+}
+
+static void tc_unlink(auth *a, tc_cache *c)
+{
+    pthread_mutex_lock(&a->tc_lock);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        a->tc_all = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&a->tc_lock);
+}
+
+/* Thread exit (pthread key destructor). */
+static void tc_thread_exit(void *p)
+{
+    tc_cache *c = p;
+    auth *a = c->owner;
+    tc_unlink(a, c);
+    a->host->free(c);
+}
+
+/* This thread's cache, created on first use; NULL when that fails (the
+ * caller then just verifies in full). */
+static tc_cache *tc_get(auth *a)
+{
+    tc_cache *c = pthread_getspecific(a->tc_key);
+    if (c != NULL)
+        return c;
+    c = a->host->calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->owner = a;
+    if (pthread_setspecific(a->tc_key, c) != 0) {
+        a->host->free(c);
+        return NULL;
+    }
+    tc_link(a, c);
+    return c;
+}
+
+static int tc_digest(const auth *a, const char *token, size_t len,
+                     unsigned char digest[TC_DIGEST])
+{
+    unsigned int n = 0;
+    return EVP_Digest(token, len, digest, &n, a->sha256, NULL) == 1 && n == TC_DIGEST;
+}
+
+static tc_entry *tc_slot(tc_cache *c, const unsigned char digest[TC_DIGEST])
+{
+    return &c->slots[digest[0] % TC_SLOTS];
+}
+
+/* OD_OK with *out filled on a live hit; OD_ERR_INVALID for a cached token
+ * that has expired since; OD_ERR_NOT_FOUND when the token is not cached. */
+static od_status tc_lookup(tc_cache *c, const unsigned char digest[TC_DIGEST], int64_t now,
+                           od_principal *out)
+{
+    tc_entry *e = tc_slot(c, digest);
+    if (e->exp == 0 || CRYPTO_memcmp(e->digest, digest, TC_DIGEST) != 0)
+        return OD_ERR_NOT_FOUND;
+    if (e->exp <= now) {
+        e->exp = 0;
         return OD_ERR_INVALID;
-    od_status s = OD_ERR_INVALID;
+    }
+    out->role = e->role;
+    memcpy(out->user_id, e->user_id, sizeof e->user_id);
+    return OD_OK;
+}
+
+static void tc_store(tc_cache *c, const unsigned char digest[TC_DIGEST], int64_t exp,
+                     const od_principal *p)
+{
+    tc_entry *e = tc_slot(c, digest);
+    memcpy(e->digest, digest, TC_DIGEST);
+    e->exp = exp;
+    e->role = p->role;
+    snprintf(e->user_id, sizeof e->user_id, "%s", p->user_id);
+}
+
+/* ---- verification ---------------------------------------------------------- */
+
+/* The full check: signature, algorithm and claims. *exp receives the
+ * token's expiry on success. */
+static od_status verify_full(const auth *a, char *token, int64_t now, od_principal *out,
+                             int64_t *exp)
+{
+    jwt_t *j = NULL;
+    if (jwt_decode(&j, token, a->secret, (int)a->secret_len) != 0)
+        return OD_ERR_INVALID;
     /* libjwt takes the algorithm from the token header: pin it. */
     char *grants = jwt_get_alg(j) == JWT_ALG_HS256 ? jwt_get_grants_json(j, NULL) : NULL;
     jwt_free(j);
@@ -261,9 +397,39 @@ static od_status verify_token(void *self, const char *token, size_t len, od_prin
         return OD_ERR_INVALID;
     json_object *claims = json_tokener_parse(grants);
     free(grants);
+    od_status s = OD_ERR_INVALID;
     if (json_object_is_type(claims, json_type_object))
-        s = claims_check(a, claims, a->host->now_ms() / 1000, out);
+        s = claims_check(a, claims, now, out, exp);
     json_object_put(claims);
+    return s;
+}
+
+static od_status verify_token(void *self, const char *token, size_t len, od_principal *out)
+{
+    auth *a = self;
+    char buf[TOKEN_MAX + 1];
+    /* The cap also bounds libjwt's alloca() of each part on this stack. */
+    if (len == 0 || len > TOKEN_MAX || memchr(token, '\0', len) != NULL)
+        return OD_ERR_INVALID;
+    int64_t now = a->host->now_ms() / 1000;
+    unsigned char digest[TC_DIGEST];
+    tc_cache *cache = tc_get(a);
+    if (cache != NULL && !tc_digest(a, token, len, digest))
+        cache = NULL;
+    if (cache != NULL) {
+        od_status hit = tc_lookup(cache, digest, now, out);
+        if (hit == OD_OK)
+            a->host->metric_add(a->tc_results[TC_HIT], 1);
+        if (hit != OD_ERR_NOT_FOUND)
+            return hit;
+    }
+    a->host->metric_add(a->tc_results[TC_MISS], 1);
+    memcpy(buf, token, len);
+    buf[len] = '\0';
+    int64_t exp = 0;
+    od_status s = verify_full(a, buf, now, out, &exp);
+    if (s == OD_OK && cache != NULL)
+        tc_store(cache, digest, exp, out);
     return s;
 }
 
@@ -487,11 +653,49 @@ static od_status register_metrics(auth *a)
         if (a->logins[i] == NULL)
             return OD_ERR_NOMEM;
     }
+    for (size_t i = 0; i < TC_RESULTS; i++) {
+        a->tc_results[i] = a->host->metric(a->mod, OD_METRIC_COUNTER,
+                                           "orderd_auth_token_cache_total",
+                                           "Bearer-token checks answered by the per-thread "
+                                           "cache (hit) or verified in full (miss)",
+                                           TC_RESULT_LABELS[i]);
+        if (a->tc_results[i] == NULL)
+            return OD_ERR_NOMEM;
+    }
     return OD_OK;
+}
+
+static od_status tc_setup(auth *a)
+{
+    a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (a->sha256 == NULL) {
+        a->host->log(a->mod, OD_LOG_ERROR, "OpenSSL has no SHA-256");
+        return OD_ERR_INTERNAL;
+    }
+    if (pthread_key_create(&a->tc_key, tc_thread_exit) != 0)
+        return OD_ERR_NOMEM;
+    a->tc_key_ok = 1;
+    return OD_OK;
+}
+
+/* Runs after every worker stopped (lifecycle): no cache is in use. Deleting
+ * the key first means no thread-exit destructor can run any more. */
+static void tc_teardown(auth *a)
+{
+    if (a->tc_key_ok)
+        pthread_key_delete(a->tc_key);
+    for (tc_cache *c = a->tc_all, *next; c != NULL; c = next) {
+        next = c->next;
+        a->host->free(c);
+    }
+    a->tc_all = NULL;
+    EVP_MD_free(a->sha256);
 }
 
 static void auth_free(auth *a)
 {
+    tc_teardown(a);
+    pthread_mutex_destroy(&a->tc_lock);
     for (size_t i = 0; i < RL_STRIPES; i++)
         pthread_mutex_destroy(&a->stripes[i].lock);
     odm_hasher_free(a->hasher);
@@ -509,7 +713,10 @@ static od_status auth_init(const od_host_api *host, od_module *mod, void **self)
     a->mod = mod;
     for (size_t i = 0; i < RL_STRIPES; i++)
         pthread_mutex_init(&a->stripes[i].lock, NULL);
+    pthread_mutex_init(&a->tc_lock, NULL);
     od_status s = load_config(a);
+    if (s == OD_OK)
+        s = tc_setup(a);
     if (s == OD_OK)
         s = host->random_bytes(&a->rl_seed, sizeof a->rl_seed);
     if (s == OD_OK)

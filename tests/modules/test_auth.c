@@ -238,6 +238,161 @@ START_TEST(tampered_garbage_oversize_rejected)
 }
 END_TEST
 
+/* ---- the verified-token cache ---- */
+
+static int64_t cache_metric(const char *result)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "result=\"%s\"", result);
+    return mock_metric_value("orderd_auth_token_cache_total", labels);
+}
+
+/* A valid HS256 token for sub, expiring at exp. malloc'd. */
+static char *token_for(const char *sub, const char *role, long long exp)
+{
+    char c[512];
+    snprintf(c, sizeof c,
+             "{\"sub\":\"%s\",\"role\":\"%s\",\"iss\":\"orderd\",\"iat\":%lld,\"exp\":%lld}", sub,
+             role, NOW_S, exp);
+    return make_token(JWT_ALG_HS256, SECRET, c);
+}
+
+START_TEST(cache_hit_gives_the_same_principal)
+{
+    char *t = token_for(USER_ID, "admin", NOW_S + 3600);
+    int64_t hits0 = cache_metric("hit"), misses0 = cache_metric("miss");
+    od_principal p1, p2;
+    ck_assert_int_eq(verify(t, &p1), OD_OK);
+    ck_assert_int_eq(verify(t, &p2), OD_OK);
+    ck_assert_int_eq(cache_metric("miss") - misses0, 1);
+    ck_assert_int_eq(cache_metric("hit") - hits0, 1);
+    ck_assert_str_eq(p2.user_id, USER_ID);
+    ck_assert_int_eq(p2.role, OD_ROLE_ADMIN);
+    ck_assert_mem_eq(&p1, &p2, sizeof p1);
+    free(t);
+}
+END_TEST
+
+START_TEST(cached_token_rejected_once_expired)
+{
+    char *t = token_for(USER_ID, "customer", NOW_S + 10);
+    od_principal p;
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    mock_set_now_ms(NOW_MS + 9999);
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    int64_t misses0 = cache_metric("miss");
+    mock_set_now_ms(NOW_MS + 10 * 1000); /* exp == now */
+    ck_assert_int_eq(verify(t, &p), OD_ERR_INVALID);
+    /* Decided from the cache entry, not by a new full check... */
+    ck_assert_int_eq(cache_metric("miss") - misses0, 0);
+    /* ...which is then gone: the next try is checked in full and fails too. */
+    ck_assert_int_eq(verify(t, &p), OD_ERR_INVALID);
+    ck_assert_int_eq(cache_metric("miss") - misses0, 1);
+    free(t);
+}
+END_TEST
+
+START_TEST(same_prefix_is_not_a_hit)
+{
+    char *t = token_for(USER_ID, "customer", NOW_S + 3600);
+    od_principal p;
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    size_t len = strlen(t);
+    char *forged = strdup(t);
+    forged[len - 1] = forged[len - 1] == 'A' ? 'B' : 'A'; /* last signature character */
+    assert_rejected(forged, "cached token with its last character changed");
+    forged[len - 1] = '\0';
+    assert_rejected(forged, "cached token minus its last character");
+    free(forged);
+
+    /* Two valid tokens that share the header prefix keep their own principals. */
+    char *other = token_for("u2", "admin", NOW_S + 3600);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(verify(t, &p), OD_OK);
+        ck_assert_str_eq(p.user_id, USER_ID);
+        ck_assert_int_eq(p.role, OD_ROLE_CUSTOMER);
+        ck_assert_int_eq(verify(other, &p), OD_OK);
+        ck_assert_str_eq(p.user_id, "u2");
+        ck_assert_int_eq(p.role, OD_ROLE_ADMIN);
+    }
+    free(other);
+    free(t);
+}
+END_TEST
+
+START_TEST(cache_slots_are_reused)
+{
+    /* Far more tokens than a thread's slots: old ones are evicted and
+     * verified again, none is ever confused with another. */
+    char sub[32];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 200; i++) {
+            snprintf(sub, sizeof sub, "user-%d", i);
+            char *t = token_for(sub, "customer", NOW_S + 3600);
+            od_principal p;
+            ck_assert_int_eq(verify(t, &p), OD_OK);
+            ck_assert_str_eq(p.user_id, sub);
+            free(t);
+        }
+    }
+}
+END_TEST
+
+#define CACHE_THREADS 4
+#define CACHE_ROUNDS 2000
+
+typedef struct cache_worker {
+    const char *token, *shared;
+    char sub[16];
+    int wrong, ok;
+} cache_worker;
+
+/* No Check assertions here: they are only safe on the test's own thread. */
+static void *cache_worker_run(void *arg)
+{
+    cache_worker *w = arg;
+    for (int i = 0; i < CACHE_ROUNDS; i++) {
+        od_principal p = {.size = sizeof p};
+        const char *t = i % 3 == 2 ? w->shared : w->token;
+        const char *want = i % 3 == 2 ? "shared" : w->sub;
+        if (mock_authenticator()(self, t, strlen(t), &p) == OD_OK && strcmp(p.user_id, want) == 0)
+            w->ok++;
+        else
+            w->wrong++;
+    }
+    return NULL;
+}
+
+START_TEST(cache_is_per_thread_and_consistent)
+{
+    pthread_t th[CACHE_THREADS];
+    cache_worker w[CACHE_THREADS];
+    char *tokens[CACHE_THREADS];
+    char *shared = token_for("shared", "customer", NOW_S + 3600);
+    int64_t hits0 = cache_metric("hit"), misses0 = cache_metric("miss");
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        w[i] = (cache_worker){.shared = shared};
+        snprintf(w[i].sub, sizeof w[i].sub, "worker-%d", i);
+        tokens[i] = token_for(w[i].sub, "customer", NOW_S + 3600);
+        w[i].token = tokens[i];
+        ck_assert_int_eq(pthread_create(&th[i], NULL, cache_worker_run, &w[i]), 0);
+    }
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(w[i].wrong, 0);
+        ck_assert_int_eq(w[i].ok, CACHE_ROUNDS);
+        free(tokens[i]);
+    }
+    /* Each thread verifies each of its two tokens in full once. */
+    ck_assert_int_eq(cache_metric("miss") - misses0, CACHE_THREADS * 2);
+    ck_assert_int_eq(cache_metric("hit") - hits0, CACHE_THREADS * (CACHE_ROUNDS - 2));
+    /* The main thread's cache is still alive here; teardown frees it. */
+    od_principal p;
+    ck_assert_int_eq(verify(shared, &p), OD_OK);
+    free(shared);
+}
+END_TEST
+
 /* ---- login ---- */
 
 static od_request *login(const char *body, const char *client)
@@ -508,6 +663,11 @@ static Suite *auth_suite(void)
     tcase_add_test(tok, wrong_algorithm_or_key_rejected);
     tcase_add_test(tok, bad_claims_rejected);
     tcase_add_test(tok, tampered_garbage_oversize_rejected);
+    tcase_add_test(tok, cache_hit_gives_the_same_principal);
+    tcase_add_test(tok, cached_token_rejected_once_expired);
+    tcase_add_test(tok, same_prefix_is_not_a_hit);
+    tcase_add_test(tok, cache_slots_are_reused);
+    tcase_add_test(tok, cache_is_per_thread_and_consistent);
     suite_add_tcase(s, tok);
 
     TCase *lg = tcase_create("login");
