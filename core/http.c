@@ -51,7 +51,14 @@ struct od_http {
      * first message (e.g. the bind error) is kept for the start failure line. */
     atomic_int running;
     char start_error[200];
+    /* When the newest request began (monotonic us): the drain waits for a
+     * quiet spell so a request CivetWeb accepted just before SIGTERM is
+     * answered (503 + close) instead of being cut off by mg_stop. Written
+     * only while stopping, so the request path pays nothing for it. */
+    atomic_llong last_begin_us;
 };
+
+#define DRAIN_QUIET_US (200 * 1000)
 
 typedef struct arena_chunk {
     struct arena_chunk *next;
@@ -867,6 +874,8 @@ static int begin_request(struct mg_connection *conn)
     /* Counted from the very start (before the stopping check): the drain in
      * od_http_stop waits for every request that could still write. */
     atomic_fetch_add(&core->in_flight, 1);
+    if (atomic_load_explicit(&core->stopping, memory_order_relaxed))
+        atomic_store(&h->last_begin_us, t0);
 
     od_request req; /* on the worker's stack: no allocation per request */
     od_request *r = &req;
@@ -899,6 +908,8 @@ static int begin_request(struct mg_connection *conn)
 static int http_error(struct mg_connection *conn, int status, const char *errmsg)
 {
     (void)errmsg; /* may echo client input; the status says enough */
+    if (status == 411)
+        status = 400; /* CivetWeb's answer to an unparsable Content-Length: a bad request */
     const char *reason = mg_get_response_code_text(conn, status);
     char body[256], out[768];
     int blen = snprintf(body, sizeof body,
@@ -1111,10 +1122,15 @@ void od_http_stop(od_http *h, int timeout_ms)
     if (!h)
         return;
     od_core *core = h->core;
+    atomic_store(&h->last_begin_us, monotonic_us());
     atomic_store(&core->stopping, 1);
     int64_t deadline = monotonic_us() + (int64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000;
     const struct timespec step = {0, 5 * 1000 * 1000};
-    while (atomic_load(&core->in_flight) > 0 && monotonic_us() < deadline)
+    /* Done when nothing runs and no request began for DRAIN_QUIET_US: the
+     * ones that arrive meanwhile get 503 + Connection: close and go away. */
+    while (monotonic_us() < deadline &&
+           (atomic_load(&core->in_flight) > 0 ||
+            monotonic_us() - atomic_load(&h->last_begin_us) < DRAIN_QUIET_US))
         nanosleep(&step, NULL);
     long left = atomic_load(&core->in_flight);
     if (left > 0)
