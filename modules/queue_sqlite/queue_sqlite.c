@@ -15,7 +15,11 @@
  * (odsql.h); docs/sqlite.md has the layout.
  *
  * Config (group "queue"): path, durability, busy_timeout_ms (odsql.h).
- * Threads: none of its own; each calling thread has its own connection.
+ * Threads: none of its own; each calling thread has its own connection for
+ * reads (the peek before a claim), while sends, claims, deletes and
+ * visibility changes are group-committed (odsql.h) and may run on another
+ * caller's connection. A long poll waits outside the writer and only
+ * queues a claim once the peek saw something visible.
  * Long poll: each lane has a mutex + condition variable (CLOCK_MONOTONIC)
  * and a generation counter bumped by send/change_visibility in this
  * process; a waiting receive sleeps on it but re-checks the database at

@@ -1,7 +1,7 @@
 /*
  * odsql.c - per-thread SQLite connections, cached statements, IMMEDIATE
- * transactions with bounded busy retries, and per-component schema
- * versions, shared by storage_sqlite and queue_sqlite (see odsql.h).
+ * transactions with bounded busy retries, group commit, and per-component
+ * schema versions, shared by storage_sqlite and queue_sqlite (see odsql.h).
  */
 #include "odsql.h"
 
@@ -89,6 +89,8 @@ static void conn_free(const od_host_api *h, odsql_conn *c)
             sqlite3_finalize(c->stmts[i]);
         h->free(c->stmts);
     }
+    for (size_t i = 0; i < ODSQL_TX_COUNT; i++)
+        sqlite3_finalize(c->tx[i]);
     sqlite3_close_v2(c->db);
     h->free(c);
 }
@@ -208,12 +210,18 @@ static int exec(odsql_conn *c, const char *sql)
     return sqlite3_exec(c->db, sql, NULL, NULL, NULL);
 }
 
+/* The lock was busy (not a failure of the op itself). */
+static int busy_escaped(const odsql_conn *c, od_status s)
+{
+    int primary = c->last_rc & 0xff;
+    return s == OD_ERR_UNAVAILABLE && (primary == SQLITE_BUSY || primary == SQLITE_LOCKED);
+}
+
 /* Busy again: retry while the deadline allows, else say why we give up. */
 static int retryable(const odsql_conn *c, od_status s)
 {
     const odsql_db *d = c->owner;
-    int primary = c->last_rc & 0xff;
-    if (s != OD_ERR_UNAVAILABLE || (primary != SQLITE_BUSY && primary != SQLITE_LOCKED))
+    if (!busy_escaped(c, s))
         return 0;
     if (d->host->monotonic_ms() < c->deadline_ms)
         return 1;
@@ -232,32 +240,176 @@ static void backoff(const odsql_conn *c, unsigned attempt)
     sleep_us((long)ms * 1000);
 }
 
-static od_status write_once(odsql_conn *c, odsql_txn_fn fn, void *arg)
+/* ---- group commit (odsql.h) ---- */
+
+#define ODSQL_BATCH_MAX 64
+
+static const char *const TX_SQL[ODSQL_TX_COUNT] = {
+    [ODSQL_TX_BEGIN] = "BEGIN IMMEDIATE",
+    [ODSQL_TX_COMMIT] = "COMMIT",
+    [ODSQL_TX_ROLLBACK] = "ROLLBACK",
+    [ODSQL_TX_SAVEPOINT] = "SAVEPOINT odsql_op",
+    [ODSQL_TX_RELEASE] = "RELEASE odsql_op",
+    [ODSQL_TX_UNDO] = "ROLLBACK TO odsql_op",
+};
+
+enum { OP_QUEUED, OP_LEAD, OP_DONE };
+
+/* One odsql_write() call, on its caller's stack until it returns. */
+typedef struct odsql_op {
+    odsql_txn_fn fn;
+    void *arg;
+    od_status status;      /* written by the leader, read after OP_DONE */
+    int state;             /* OP_*, under gc_lock */
+    pthread_cond_t wake;   /* signalled under gc_lock when state changes */
+    struct odsql_op *next; /* gc queue, under gc_lock */
+} odsql_op;
+
+/* Step a transaction control statement (prepared once: a batch runs
+ * 2 + 2 * ops of them, and parsing each would cost more than running it). */
+static int tx(odsql_conn *c, int which)
 {
-    int rc = exec(c, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st = c->tx[which];
+    if (!st) {
+        int rc = sqlite3_prepare_v3(c->db, TX_SQL[which], -1, SQLITE_PREPARE_PERSISTENT, &st,
+                                    NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        c->tx[which] = st;
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Run one op inside its own savepoint. Its failure (a condition, a unique
+ * value, a bad number: normal outcomes) undoes its own changes only and is
+ * its status. Returns an error only when the whole transaction cannot go
+ * on: SQLite rolled it back, or BUSY escaped (the batch is retried). */
+static od_status op_run(odsql_conn *c, odsql_op *op)
+{
+    int rc = tx(c, ODSQL_TX_SAVEPOINT);
     if (rc != SQLITE_OK)
         return odsql_error(c, rc);
-    od_status s = fn(c, arg);
+    c->last_rc = SQLITE_OK;
+    op->status = op->fn(c, op->arg);
     reset_busy_statements(c->db);
-    if (s == OD_OK) {
-        rc = exec(c, "COMMIT");
-        if (rc != SQLITE_OK)
-            s = odsql_error(c, rc);
-    }
+    if (sqlite3_get_autocommit(c->db)) /* I/O error, full disk, no memory */
+        return op->status != OD_OK ? op->status : OD_ERR_INTERNAL;
+    if (busy_escaped(c, op->status))
+        return op->status;
+    if (op->status != OD_OK && (rc = tx(c, ODSQL_TX_UNDO)) != SQLITE_OK)
+        return odsql_error(c, rc);
+    rc = tx(c, ODSQL_TX_RELEASE);
+    return rc == SQLITE_OK ? OD_OK : odsql_error(c, rc);
+}
+
+/* One attempt: BEGIN IMMEDIATE, every op, COMMIT. OD_OK when committed
+ * (each op has its own status), else the status of every op of the batch:
+ * none of their changes happened. */
+static od_status batch_once(odsql_conn *c, odsql_op *const *ops, size_t n)
+{
+    int rc = tx(c, ODSQL_TX_BEGIN);
+    if (rc != SQLITE_OK)
+        return odsql_error(c, rc);
+    od_status s = OD_OK;
+    for (size_t i = 0; i < n && s == OD_OK; i++)
+        s = op_run(c, ops[i]);
+    if (s == OD_OK && (rc = tx(c, ODSQL_TX_COMMIT)) != SQLITE_OK)
+        s = odsql_error(c, rc);
     if (!sqlite3_get_autocommit(c->db))
-        exec(c, "ROLLBACK");
+        tx(c, ODSQL_TX_ROLLBACK);
     return s;
+}
+
+/* The whole batch shares one deadline, counted from its start: no op gives
+ * up on the lock sooner than busy_timeout_ms after its batch began. */
+static void batch_run(odsql_conn *c, odsql_op *const *ops, size_t n)
+{
+    odsql_db *d = c->owner;
+    c->deadline_ms = d->host->monotonic_ms() + d->busy_timeout_ms;
+    for (unsigned attempt = 0;; attempt++) {
+        c->last_rc = SQLITE_OK;
+        od_status s = batch_once(c, ops, n);
+        if (s == OD_OK)
+            return;
+        if (!retryable(c, s)) {
+            for (size_t i = 0; i < n; i++)
+                ops[i]->status = s;
+            return;
+        }
+        backoff(c, attempt);
+    }
+}
+
+/* Under gc_lock. */
+static void queue_push(odsql_db *d, odsql_op *op)
+{
+    if (d->gc_tail)
+        d->gc_tail->next = op;
+    else
+        d->gc_head = op;
+    d->gc_tail = op;
+}
+
+/* Under gc_lock. */
+static size_t queue_take(odsql_db *d, odsql_op **ops, size_t max)
+{
+    size_t n = 0;
+    while (d->gc_head && n < max) {
+        ops[n++] = d->gc_head;
+        d->gc_head = d->gc_head->next;
+    }
+    if (!d->gc_head)
+        d->gc_tail = NULL;
+    return n;
+}
+
+/* Called and returns with gc_lock held. The leader's own op is the head of
+ * the queue (it was pushed on an empty queue, or handed the lead as the
+ * head), so it is in this batch. SQL runs without the lock: ops queue up
+ * meanwhile and form the next batch. */
+static void lead(odsql_db *d, odsql_conn *c)
+{
+    odsql_op *batch[ODSQL_BATCH_MAX];
+    size_t n = queue_take(d, batch, ODSQL_BATCH_MAX);
+    pthread_mutex_unlock(&d->gc_lock);
+    batch_run(c, batch, n);
+    pthread_mutex_lock(&d->gc_lock);
+    for (size_t i = 0; i < n; i++) {
+        /* A follower returns (and its op goes away) only after it gets
+         * gc_lock back, so signalling under the lock is safe. */
+        batch[i]->state = OP_DONE;
+        pthread_cond_signal(&batch[i]->wake);
+    }
+    /* Hand over rather than lead on: this thread's caller is waiting too,
+     * and while the next leader wakes up more ops queue, so batches stay
+     * large (leading on measured 2-3x slower at 8 writer threads). */
+    if (d->gc_head) {
+        d->gc_head->state = OP_LEAD;
+        pthread_cond_signal(&d->gc_head->wake);
+    } else {
+        d->gc_leader = 0;
+    }
 }
 
 od_status odsql_write(odsql_conn *c, odsql_txn_fn fn, void *arg)
 {
-    for (unsigned attempt = 0;; attempt++) {
-        c->last_rc = SQLITE_OK;
-        od_status s = write_once(c, fn, arg);
-        if (!retryable(c, s))
-            return s;
-        backoff(c, attempt);
+    odsql_db *d = c->owner;
+    odsql_op op = {fn, arg, OD_OK, OP_QUEUED, PTHREAD_COND_INITIALIZER, NULL};
+    pthread_mutex_lock(&d->gc_lock);
+    queue_push(d, &op);
+    if (!d->gc_leader) {
+        d->gc_leader = 1;
+        op.state = OP_LEAD;
     }
+    while (op.state == OP_QUEUED)
+        pthread_cond_wait(&op.wake, &d->gc_lock);
+    if (op.state == OP_LEAD)
+        lead(d, c);
+    pthread_mutex_unlock(&d->gc_lock);
+    pthread_cond_destroy(&op.wake);
+    return op.status;
 }
 
 od_status odsql_read(odsql_conn *c, odsql_txn_fn fn, void *arg)
@@ -420,6 +572,7 @@ od_status odsql_open(odsql_db *d, const od_host_api *host, od_module *mod, const
     if (pthread_key_create(&d->key, conn_release) != 0)
         return OD_ERR_NOMEM;
     pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->gc_lock, NULL);
     create_private(d);
     odsql_conn *c = odsql_conn_get(d, &s);
     if (c)
@@ -444,4 +597,5 @@ void odsql_close(odsql_db *d)
         c = next;
     }
     pthread_mutex_destroy(&d->lock);
+    pthread_mutex_destroy(&d->gc_lock);
 }

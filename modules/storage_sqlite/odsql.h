@@ -28,6 +28,20 @@
  * SQLITE_BUSY/LOCKED still escapes. Past the deadline, or on I/O errors,
  * the op returns OD_ERR_UNAVAILABLE.
  *
+ * Group commit: with durability "full" every COMMIT costs an fsync, so
+ * writes are committed in groups (leader/follower, no thread of its own).
+ * odsql_write() queues its op on the odsql_db; the first thread to find no
+ * leader becomes the leader, takes up to ODSQL_BATCH_MAX queued ops, runs
+ * them in ONE BEGIN IMMEDIATE transaction on its own connection, each
+ * inside its own SAVEPOINT (an op's error rolls back that op only), COMMITs
+ * once and wakes every op's thread with its own status; then it hands the
+ * leadership to the oldest op still queued, if any. It never waits to fill
+ * a batch: a batch is whatever queued up while the previous one committed.
+ * An op returns only after the COMMIT containing it, so "acknowledged =
+ * durable" holds as before. A batch has one deadline, busy_timeout_ms from
+ * its start; BUSY past it, an I/O error or a failed COMMIT gives every op
+ * of the batch the same error (none of them happened).
+ *
  * Schema versions: table meta(component TEXT PRIMARY KEY, version INTEGER),
  * one row per component ("storage", "queue") because both may share a file.
  */
@@ -44,9 +58,14 @@
 
 typedef struct odsql_db odsql_db;
 
+/* Transaction control statements, prepared once per connection. */
+enum { ODSQL_TX_BEGIN, ODSQL_TX_COMMIT, ODSQL_TX_ROLLBACK, ODSQL_TX_SAVEPOINT, ODSQL_TX_RELEASE,
+       ODSQL_TX_UNDO, ODSQL_TX_COUNT };
+
 typedef struct odsql_conn {
     sqlite3 *db;
     sqlite3_stmt **stmts;  /* by the module's statement number, prepared lazily */
+    sqlite3_stmt *tx[ODSQL_TX_COUNT];
     int64_t deadline_ms;   /* monotonic: when the current op stops waiting for locks */
     int last_rc;           /* extended result code of the last failure */
     odsql_db *owner;
@@ -65,6 +84,11 @@ struct odsql_db {
     pthread_key_t key;         /* this thread's odsql_conn */
     pthread_mutex_t lock;      /* guards conns */
     odsql_conn *conns;
+    /* Group commit (see above). gc_lock guards the queue and gc_leader;
+     * it is never held while SQL runs. */
+    pthread_mutex_t gc_lock;
+    struct odsql_op *gc_head, *gc_tail; /* ops waiting for a batch, FIFO */
+    int gc_leader;                      /* a thread is running a batch */
 };
 
 /* One schema step: SQL run inside the migration transaction to go from
@@ -96,8 +120,13 @@ sqlite3_stmt *odsql_stmt(odsql_conn *c, size_t i);
  * CANTOPEN/READONLY/PROTOCOL/PERM -> UNAVAILABLE, anything else -> INTERNAL. */
 od_status odsql_error(odsql_conn *c, int rc);
 
-/* Run fn inside BEGIN IMMEDIATE ... COMMIT; fn's error rolls back. Retried
- * with backoff while SQLite reports BUSY/LOCKED and the deadline allows. */
+/* Run fn inside BEGIN IMMEDIATE ... COMMIT; fn's error rolls back fn's
+ * changes only. fn may run on ANOTHER thread's connection, in one
+ * transaction with other threads' ops (group commit): it must use only the
+ * connection it is given and arg, and may run more than once (a retried
+ * batch), so it must reset its outputs. Blocks until the COMMIT that holds
+ * fn's changes returned. Retried with backoff while SQLite reports
+ * BUSY/LOCKED and the deadline allows. */
 typedef od_status (*odsql_txn_fn)(odsql_conn *c, void *arg);
 od_status odsql_write(odsql_conn *c, odsql_txn_fn fn, void *arg);
 /* Run fn (reads only, autocommit statements) with the same busy retries. */

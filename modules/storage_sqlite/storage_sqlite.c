@@ -7,8 +7,9 @@
  * refuse a second owner; non-unique entries in index_entries with PRIMARY
  * KEY (tbl, idx, value, key); counters(tbl, key, value) and the op tokens
  * of counter_add in counter_tokens(tbl, token, created_ms), kept 7 days.
- * Every op is one statement or one BEGIN IMMEDIATE transaction, and every
- * statement walks a primary key or an index (no table scans). Cursors are
+ * A read is one statement on the caller's connection; a write is one
+ * savepoint inside a group-committed BEGIN IMMEDIATE transaction (odsql.h),
+ * and every statement walks a primary key or an index (no table scans). Cursors are
  * keyset cursors: "s1" + op ('s' scan / 'q' query) + direction ('a' / 'd') +
  * "." + base64url(last key) + "." + 16 hex digits of a hash over op,
  * direction, table, index, value and key, so a cursor from another query,
@@ -17,7 +18,9 @@
  *
  * Config (group "storage"): path, durability, busy_timeout_ms (odsql.h).
  * Threads: none of its own. Each calling thread gets its own connection
- * (odsql); the table registry is written only by define_table during init
+ * (odsql) for reads; its writes may run on the connection of whichever
+ * thread leads the group commit, so the *_txn functions touch only the
+ * connection and args they are given. The table registry is written only by define_table during init
  * on the main thread and read without a lock afterwards.
  */
 #include <stdio.h>
@@ -863,6 +866,7 @@ static od_status add_txn(odsql_conn *c, void *arg)
 {
     ctr_args *a = arg;
     int seen = 0;
+    a->applied = 0; /* a retried batch runs this again */
     od_status s = a->token ? token_seen(c, a, &seen) : OD_OK;
     if (s == OD_OK)
         s = counter_value(c, a, &a->value);
