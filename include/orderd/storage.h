@@ -43,6 +43,8 @@ extern "C" {
 
 #define OD_KEY_MAX 255
 #define OD_CURSOR_MAX 512
+#define OD_NAME_MAX 32     /* table and index names: [a-z0-9_]{1,32} */
+#define OD_INDEXES_MAX 8   /* indexes per table */
 
 typedef struct od_index_def {
     const char *name;   /* [a-z0-9_]{1,32} */
@@ -81,6 +83,51 @@ typedef struct od_page {
 #define OD_PUT_IF_ABSENT  1 /* create only; key exists -> OD_ERR_EXISTS */
 #define OD_PUT_IF_VERSION 2 /* replace only if current version == expected; else OD_ERR_CONFLICT,
                                missing -> OD_ERR_NOT_FOUND */
+
+/* Validation every backend applies to its arguments (static inline: no ABI
+ * surface). Each walks at most its limit + 1 bytes. */
+static inline int od_storage_valid_name(const char *s)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (; s[n] && n <= OD_NAME_MAX; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return 0;
+    return n >= 1 && n <= OD_NAME_MAX;
+}
+
+/* Keys: 1..OD_KEY_MAX bytes of printable ASCII (space included). */
+static inline int od_storage_valid_key(const char *s)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (; s[n] && n <= OD_KEY_MAX; n++)
+        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e)
+            return 0;
+    return n >= 1 && n <= OD_KEY_MAX;
+}
+
+/* A table definition: valid names, at most OD_INDEXES_MAX distinct indexes. */
+static inline int od_storage_valid_table_def(const od_table_def *def)
+{
+    if (!def || def->size < sizeof(od_table_def) || !od_storage_valid_name(def->name) ||
+        def->n_indexes > OD_INDEXES_MAX || (def->n_indexes > 0 && !def->indexes))
+        return 0;
+    for (uint32_t i = 0; i < def->n_indexes; i++) {
+        if (!od_storage_valid_name(def->indexes[i].name))
+            return 0;
+        for (uint32_t j = 0; j < i; j++) {
+            const char *a = def->indexes[i].name, *b = def->indexes[j].name;
+            while (*a && *a == *b)
+                a++, b++;
+            if (*a == *b)
+                return 0; /* the same name twice */
+        }
+    }
+    return 1;
+}
 
 typedef struct od_storage_ops {
     uint32_t size; /* sizeof(od_storage_ops) */

@@ -35,8 +35,8 @@
 #include "odaws.h"
 
 #define DD_MAX_TABLES 64
-#define DD_MAX_INDEXES 8
-#define DD_NAME_MAX 32
+#define DD_MAX_INDEXES OD_INDEXES_MAX
+#define DD_NAME_MAX OD_NAME_MAX
 #define DD_ATTR_MAX (DD_NAME_MAX + 4) /* "ix_" + name, "gsi_" + name */
 #define DD_VALUE_MAX 255
 #define DD_TOKEN_MAX 255
@@ -98,30 +98,6 @@ typedef struct dd_gsi {
 } dd_gsi;
 
 /* ---- validation ---- */
-
-static int valid_name(const char *s)
-{
-    size_t n = 0;
-    if (!s)
-        return 0;
-    for (; s[n]; n++)
-        if (n >= DD_NAME_MAX ||
-            !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
-            return 0;
-    return n > 0;
-}
-
-/* 1..255 printable ASCII bytes. */
-static int valid_key(const char *k)
-{
-    size_t n = 0;
-    if (!k)
-        return 0;
-    for (; k[n]; n++)
-        if (n >= OD_KEY_MAX || (unsigned char)k[n] < 0x20 || (unsigned char)k[n] > 0x7e)
-            return 0;
-    return n > 0;
-}
 
 /* Strict UTF-8 (no overlong forms, surrogates or code points past
  * U+10FFFF): DynamoDB strings are Unicode, and other bytes would come back
@@ -735,21 +711,6 @@ static od_status table_ensure(dd *d, const char *name, const dd_gsi *gsi, size_t
 
 /* ---- define_table ---- */
 
-static int valid_definition(const od_table_def *def)
-{
-    if (!def || def->size < sizeof *def || !valid_name(def->name) ||
-        def->n_indexes > DD_MAX_INDEXES || (def->n_indexes > 0 && !def->indexes))
-        return 0;
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        if (!valid_name(def->indexes[i].name))
-            return 0;
-        for (uint32_t j = 0; j < i; j++)
-            if (strcmp(def->indexes[i].name, def->indexes[j].name) == 0)
-                return 0;
-    }
-    return 1;
-}
-
 static int same_definition(const dd_table *t, const od_table_def *def)
 {
     if (t->n_indexes != def->n_indexes)
@@ -780,7 +741,7 @@ static void table_fill(const dd *d, dd_table *t, const od_table_def *def)
 static od_status dd_define_table(void *self, const od_table_def *def)
 {
     dd *d = self;
-    if (!valid_definition(def))
+    if (!od_storage_valid_table_def(def))
         return OD_ERR_INVALID;
     const dd_table *old = table_find(d, def->name);
     if (old) {
@@ -811,7 +772,7 @@ static od_status dd_get(void *self, const char *table, const char *key, od_doc *
     dd *d = self;
     const dd_table *t = table_find(d, table);
     json_object *item = NULL;
-    if (!t || !valid_key(key) || !out)
+    if (!t || !od_storage_valid_key(key) || !out)
         return OD_ERR_INVALID;
     od_status s = get_item(d, t->ddb, key, DOC_ATTRS, 3, &item);
     if (s == OD_OK)
@@ -1107,7 +1068,7 @@ static od_status dd_put(void *self, const char *table, const char *key, const ch
 {
     dd *d = self;
     const dd_table *t = table_find(d, table);
-    if (!t || !valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
+    if (!t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
         !valid_index_values(t, idx, n_idx))
         return OD_ERR_INVALID;
     if (len > DD_BODY_MAX)
@@ -1176,7 +1137,7 @@ static od_status dd_del(void *self, const char *table, const char *key, uint64_t
 {
     dd *d = self;
     const dd_table *t = table_find(d, table);
-    if (!t || !valid_key(key))
+    if (!t || !od_storage_valid_key(key))
         return OD_ERR_INVALID;
     return t->n_unique ? del_claimed(d, t, key, expected) : del_single(d, t, key, expected);
 }
@@ -1270,7 +1231,7 @@ static int cursor_decode(const char *cursor, const char *table, const char *inde
     if (!second)
         return 0;
     *first = *second = '\0';
-    if (strcmp(raw, table) != 0 || strcmp(first + 1, index) != 0 || !valid_key(second + 1))
+    if (strcmp(raw, table) != 0 || strcmp(first + 1, index) != 0 || !od_storage_valid_key(second + 1))
         return 0;
     snprintf(key, OD_KEY_MAX + 1, "%s", second + 1);
     return 1;
@@ -1431,7 +1392,7 @@ static od_status dd_scan(void *self, const char *table, const char *cursor, uint
 
 static int counter_pk(const char *table, const char *key, char pk[DD_PK_MAX + 1])
 {
-    if (!valid_name(table) || !valid_key(key))
+    if (!od_storage_valid_name(table) || !od_storage_valid_key(key))
         return 0;
     snprintf(pk, DD_PK_MAX + 1, "%s#%s", table, key);
     return 1;

@@ -27,8 +27,8 @@
 #include <orderd/orderd.h>
 
 #define SM_MAX_TABLES 64
-#define SM_MAX_INDEXES 8
-#define SM_NAME_MAX 32
+#define SM_MAX_INDEXES OD_INDEXES_MAX
+#define SM_NAME_MAX OD_NAME_MAX
 #define SM_VALUE_MAX 255
 #define SM_TOKEN_MAX 255
 #define SM_PAGE_MAX 1000
@@ -195,29 +195,6 @@ static int cmp_entry(const void *probe, const void *elem)
 
 /* ---- validation ---- */
 
-static int valid_name(const char *s)
-{
-    size_t n = 0;
-    if (!s)
-        return 0;
-    for (; s[n] && n <= SM_NAME_MAX; n++)
-        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
-            return 0;
-    return n >= 1 && n <= SM_NAME_MAX;
-}
-
-/* Keys: 1..255 bytes of printable ASCII (space included). */
-static int valid_key(const char *s)
-{
-    size_t n = 0;
-    if (!s)
-        return 0;
-    for (; s[n] && n <= OD_KEY_MAX; n++) /* bounded: never walk a huge string */
-        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e)
-            return 0;
-    return n >= 1 && n <= OD_KEY_MAX;
-}
-
 static int valid_value(const char *s, size_t max)
 {
     if (!s)
@@ -310,7 +287,7 @@ static od_status cursor_decode(const char *cursor, char kind, uint32_t descendin
     if (acc & ((1u << bits) - 1)) /* non-canonical: leftover bits must be zero */
         return OD_ERR_INVALID;
     key[n] = '\0';
-    return valid_key(key) && strlen(key) == n ? OD_OK : OD_ERR_INVALID;
+    return od_storage_valid_key(key) && strlen(key) == n ? OD_OK : OD_ERR_INVALID;
 }
 
 /* ---- documents out ---- */
@@ -398,25 +375,10 @@ static int same_definition(const sm_table *t, const od_table_def *def)
     return 1;
 }
 
-static int valid_definition(const od_table_def *def)
-{
-    if (!def || def->size < sizeof(od_table_def) || !valid_name(def->name) ||
-        def->n_indexes > SM_MAX_INDEXES || (def->n_indexes && !def->indexes))
-        return 0;
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        if (!valid_name(def->indexes[i].name))
-            return 0;
-        for (uint32_t j = 0; j < i; j++)
-            if (strcmp(def->indexes[i].name, def->indexes[j].name) == 0)
-                return 0;
-    }
-    return 1;
-}
-
 static od_status sm_define_table(void *self, const od_table_def *def)
 {
     sm_store *st = self;
-    if (!valid_definition(def))
+    if (!od_storage_valid_table_def(def))
         return OD_ERR_INVALID;
     const sm_table *old = find_table(st, def->name);
     if (old) {
@@ -464,7 +426,7 @@ static od_status sm_get(void *self, const char *table, const char *key, od_doc *
 {
     sm_store *st = self;
     sm_table *t = find_table(st, table);
-    if (!t || !valid_key(key) || !out)
+    if (!t || !od_storage_valid_key(key) || !out)
         return OD_ERR_INVALID;
     pthread_rwlock_rdlock(&t->lock);
     const sm_doc *d = table_find_doc(t, key, NULL);
@@ -495,7 +457,7 @@ static od_status sm_del(void *self, const char *table, const char *key, uint64_t
 {
     sm_store *st = self;
     sm_table *t = find_table(st, table);
-    if (!t || !valid_key(key))
+    if (!t || !od_storage_valid_key(key))
         return OD_ERR_INVALID;
     od_status s = OD_OK;
     size_t pos;
@@ -652,7 +614,7 @@ static od_status sm_put_op(void *self, const char *table, const char *key, const
     sm_store *st = self;
     sm_table *t = find_table(st, table);
     sm_put p = {.key = key, .body = body, .len = len, .cond = cond, .expected = expected};
-    if (!t || !valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
+    if (!t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
         put_resolve_values(t, idx, n_idx, &p) != OD_OK)
         return OD_ERR_INVALID;
     size_t pos;
@@ -891,7 +853,7 @@ static od_status sm_counter_add(void *self, const char *table, const char *key, 
                                 int32_t *applied)
 {
     sm_store *st = self;
-    if (!valid_name(table) || !valid_key(key) || (token && !valid_value(token, SM_TOKEN_MAX)))
+    if (!od_storage_valid_name(table) || !od_storage_valid_key(key) || (token && !valid_value(token, SM_TOKEN_MAX)))
         return OD_ERR_INVALID;
     int64_t value = 0;
     int32_t did = 0;
@@ -914,7 +876,7 @@ static od_status sm_counter_add(void *self, const char *table, const char *key, 
 static od_status sm_counter_set(void *self, const char *table, const char *key, int64_t value)
 {
     sm_store *st = self;
-    if (!valid_name(table) || !valid_key(key))
+    if (!od_storage_valid_name(table) || !od_storage_valid_key(key))
         return OD_ERR_INVALID;
     sm_counters *c;
     od_status s = namespace_get_or_create(st, table, &c);
@@ -941,7 +903,7 @@ static od_status sm_counter_set(void *self, const char *table, const char *key, 
 static od_status sm_counter_get(void *self, const char *table, const char *key, int64_t *value)
 {
     sm_store *st = self;
-    if (!valid_name(table) || !valid_key(key) || !value)
+    if (!od_storage_valid_name(table) || !od_storage_valid_key(key) || !value)
         return OD_ERR_INVALID;
     sm_counters *c = namespace_find(st, table);
     if (!c)
@@ -957,7 +919,7 @@ static od_status sm_counter_get(void *self, const char *table, const char *key, 
 static od_status sm_counter_del(void *self, const char *table, const char *key)
 {
     sm_store *st = self;
-    if (!valid_name(table) || !valid_key(key))
+    if (!od_storage_valid_name(table) || !od_storage_valid_key(key))
         return OD_ERR_INVALID;
     sm_counters *c = namespace_find(st, table);
     if (!c)

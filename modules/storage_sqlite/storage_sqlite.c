@@ -31,8 +31,8 @@
 #include "odsql.h"
 
 #define SS_MAX_TABLES 64
-#define SS_MAX_INDEXES 8
-#define SS_NAME_MAX 32
+#define SS_MAX_INDEXES OD_INDEXES_MAX
+#define SS_NAME_MAX OD_NAME_MAX
 #define SS_VALUE_MAX 255
 #define SS_TOKEN_MAX 255
 #define SS_PAGE_MAX 1000
@@ -174,30 +174,6 @@ typedef struct ss {
 
 /* ---- validation ---- */
 
-static int valid_name(const char *s)
-{
-    size_t n = 0;
-    if (!s)
-        return 0;
-    for (; s[n]; n++)
-        if (n >= SS_NAME_MAX ||
-            !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
-            return 0;
-    return n > 0;
-}
-
-/* 1..255 printable ASCII bytes. */
-static int valid_key(const char *k)
-{
-    size_t n = 0;
-    if (!k)
-        return 0;
-    for (; k[n]; n++)
-        if (n >= OD_KEY_MAX || (unsigned char)k[n] < 0x20 || (unsigned char)k[n] > 0x7e)
-            return 0;
-    return n > 0;
-}
-
 /* 1..max bytes. */
 static int valid_bytes(const char *v, size_t max)
 {
@@ -258,25 +234,10 @@ static int same_definition(const ss_table *t, const od_table_def *def)
     return 1;
 }
 
-static int valid_definition(const od_table_def *def)
-{
-    if (!def || def->size < sizeof *def || !valid_name(def->name) ||
-        def->n_indexes > SS_MAX_INDEXES || (def->n_indexes > 0 && !def->indexes))
-        return 0;
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        if (!valid_name(def->indexes[i].name))
-            return 0;
-        for (uint32_t j = 0; j < i; j++)
-            if (strcmp(def->indexes[i].name, def->indexes[j].name) == 0)
-                return 0;
-    }
-    return 1;
-}
-
 static od_status ss_define_table(void *self, const od_table_def *def)
 {
     ss *s = self;
-    if (!valid_definition(def))
+    if (!od_storage_valid_table_def(def))
         return OD_ERR_INVALID;
     const ss_table *old = table_find(s, def->name);
     if (old) {
@@ -370,7 +331,7 @@ static od_status ss_get(void *self, const char *table, const char *key, od_doc *
 {
     ss *s = self;
     od_status status = OD_OK;
-    if (!table_find(s, table) || !valid_key(key) || !out)
+    if (!table_find(s, table) || !od_storage_valid_key(key) || !out)
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     get_args a = {table, key, NULL, NULL, out};
@@ -517,7 +478,7 @@ static od_status ss_put(void *self, const char *table, const char *key, const ch
     ss *s = self;
     od_status status = OD_OK;
     const ss_table *t = table_find(s, table);
-    if (!t || !valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
+    if (!t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
         !valid_index_values(t, idx, n_idx))
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
@@ -559,7 +520,7 @@ static od_status ss_del(void *self, const char *table, const char *key, uint64_t
 {
     ss *s = self;
     od_status status = OD_OK;
-    if (!table_find(s, table) || !valid_key(key))
+    if (!table_find(s, table) || !od_storage_valid_key(key))
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     del_args a = {table, key, expected};
@@ -683,7 +644,7 @@ static int cursor_decode(const page_ctx *p, const char *cursor, char *key)
     if (len <= 0)
         return 0;
     key[len] = '\0';
-    if (!valid_key(key))
+    if (!od_storage_valid_key(key))
         return 0;
     char hex[SS_HASH_HEX + 1];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)cursor_hash(p, key));
@@ -895,7 +856,7 @@ static od_status ss_counter_add(void *self, const char *table, const char *key, 
     od_status status = OD_OK;
     if (applied)
         *applied = 0;
-    if (!valid_name(table) || !valid_key(key) || (token && !valid_bytes(token, SS_TOKEN_MAX)))
+    if (!od_storage_valid_name(table) || !od_storage_valid_key(key) || (token && !valid_bytes(token, SS_TOKEN_MAX)))
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     if (!c)
@@ -939,7 +900,7 @@ static od_status counter_op(ss *s, const char *table, const char *key, int64_t *
                             odsql_txn_fn fn, int writes)
 {
     od_status status = OD_OK;
-    if (!valid_name(table) || !valid_key(key) || !value)
+    if (!od_storage_valid_name(table) || !od_storage_valid_key(key) || !value)
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     if (!c)
