@@ -32,6 +32,9 @@ void od_log_set_level(int level);                 /* OD_LOG_* ; default INFO */
 int od_log_level(void);
 void od_logf(const char *module, int level, const char *fmt, ...) OD_PRINTF(3, 4);
 void od_vlogf(const char *module, int level, const char *fmt, va_list ap);
+/* The current UTC time as "2026-11-26T10:00:00.123Z" into out (>= 25 bytes),
+ * without gmtime_r's global lock. Any thread. */
+void od_log_timestamp(char *out, size_t cap);
 /* Write an already formatted JSON object as one line (access log). */
 void od_log_json_line(const char *json, size_t len);
 

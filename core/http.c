@@ -108,22 +108,6 @@ static int64_t monotonic_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* UTC "2026-11-26T10:00:00.123Z" without gmtime_r, which takes glibc's
- * global tz lock on every call. Days-to-civil after H. Hinnant. */
-static void format_ts(char *out, size_t cap)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long secs = (long long)ts.tv_sec, days = secs / 86400, sod = secs % 86400;
-    long long z = days + 719468, era = z / 146097, doe = z - era * 146097;
-    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
-    long long d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
-    long long y = yoe + era * 400 + (m <= 2);
-    snprintf(out, cap, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03ldZ", y, m, d, sod / 3600,
-             sod / 60 % 60, sod % 60, ts.tv_nsec / 1000000);
-}
-
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -837,7 +821,7 @@ static void access_log(const od_request *r, int64_t duration_us)
         return;
     char line[8192], ts[96], num[128];
     sbuf b = {line, 0, sizeof line};
-    format_ts(ts, sizeof ts);
+    od_log_timestamp(ts, sizeof ts);
     sb_raw(&b, "{\"ts\":\"");
     sb_raw(&b, ts);
     sb_raw(&b, "\",\"level\":\"info\",\"module\":\"access\",\"request_id\":");

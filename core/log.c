@@ -104,7 +104,7 @@ static void put_escaped(line_buf *b, const char *s)
 
 /* UTC "2026-11-26T10:00:00.123Z" without gmtime_r, which takes glibc's
  * global tz lock on every call. Days-to-civil after H. Hinnant. */
-static void format_ts(char *out, size_t cap)
+void od_log_timestamp(char *out, size_t cap)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -129,7 +129,7 @@ void od_vlogf(const char *module, int level, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof msg, fmt, ap);
 
     char ts[96];
-    format_ts(ts, sizeof ts);
+    od_log_timestamp(ts, sizeof ts);
 
     /* Escaping can grow the message 6x; reserve the tail for the closing
      * characters so a truncated line is still valid JSON. */
