@@ -30,6 +30,7 @@ all: build
 
 help:
 	@echo "make build | run | test | test-sanitize | test-valgrind | bench | clean"
+	@echo "make aws-up | aws-provision | aws-down   (DynamoDB + SQS emulators, docs/aws.md)"
 
 deps:
 	@bash .ci/install-deps
@@ -145,3 +146,42 @@ deb:
 rpm: deps
 	@bash .ci/install-deps rpm
 	JOBS=$(JOBS) bash packaging/build-rpm $(PKG_OUT)
+
+# ---- DynamoDB + SQS on local emulators (docs/aws.md) -----------------------
+#   make aws-up          start DynamoDB Local + fauxqs on 127.0.0.1 (downloads
+#                        cached in $(BUILD)/aws-emu; needs java 17, node, npm)
+#   make aws-provision   create the tables and queues $(AWS_CONFIG) names in them
+#   make aws-down        stop exactly the emulators aws-up started
+# The pid files are those of `ctest -L aws` in the same build tree on the same
+# ports, so either reuses emulators the other started. Run orderd against
+# them with the environment `tests/aws/aws-emulators.sh env` prints.
+AWS_CONFIG   ?= conf/orderd-aws.conf
+AWS_DDB_PORT ?= 8000
+AWS_SQS_PORT ?= 9324
+AWS_EMU_DIR  := $(abspath $(BUILD))/aws-emu
+AWS_EMU      := AWS_EMU_CACHE=$(AWS_EMU_DIR) AWS_EMU_RUN=$(AWS_EMU_DIR)/run \
+                AWS_EMU_DDB_PORT=$(AWS_DDB_PORT) AWS_EMU_SQS_PORT=$(AWS_SQS_PORT) \
+                AWS_REGION=us-east-1 bash tests/aws/aws-emulators.sh
+# The emulators check no signature: any key pair will do.
+AWS_LOCAL_ENV := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 \
+                 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$(AWS_DDB_PORT) \
+                 AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$(AWS_SQS_PORT)
+
+.PHONY: aws-up aws-down aws-provision
+
+aws-up:
+	@mkdir -p $(AWS_EMU_DIR)
+	$(AWS_EMU) start
+
+aws-down:
+	$(AWS_EMU) stop
+
+# The example config with the build tree's modules directory. Provisioning
+# inits every module (auth needs a secret) but issues no token: a random
+# throw-away JWT_SECRET is enough.
+aws-provision: $(if $(filter $(BUILD)/orderd,$(ORDERD)),build)
+	@mkdir -p $(BUILD)
+	sed -e 's|^  # directory = .*|  directory = "$(abspath $(BUILD))/modules";|' \
+	  $(AWS_CONFIG) > $(BUILD)/orderd-aws-local.conf
+	$(AWS_LOCAL_ENV) JWT_SECRET=$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+	  $(ORDERD) --provision -c $(BUILD)/orderd-aws-local.conf

@@ -139,26 +139,70 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* ---- backends ------------------------------------------------------------ */
+
+int ih_backend_is_aws(void)
+{
+    const char *b = getenv("ORDERD_TEST_BACKEND");
+    if (!b || !*b || strcmp(b, "memory") == 0)
+        return 0;
+    /* A typo must not quietly test the memory backend instead. */
+    ck_assert_msg(strcmp(b, "aws") == 0, "ORDERD_TEST_BACKEND=\"%s\" (known: memory, aws)", b);
+    return 1;
+}
+
+/* pid + wall-clock seconds + a counter: unique across servers of one run
+ * and across runs against emulators that outlived an earlier one. */
+void ih_unique_prefix(char *out, size_t cap)
+{
+    static unsigned counter;
+    snprintf(out, cap, "it%ldt%ldn%u", (long)getpid(), (long)(time(NULL) % 1000000), ++counter);
+}
+
+void ih_backend_groups(char *out, size_t cap, const char *prefix)
+{
+    if (!ih_backend_is_aws()) {
+        snprintf(out, cap, "storage: { backend = \"memory\"; };\n"
+                           "queue: { backend = \"memory\"; };\n");
+        return;
+    }
+    char fresh[64];
+    if (!prefix) {
+        ih_unique_prefix(fresh, sizeof fresh);
+        prefix = fresh;
+    }
+    /* Endpoints, region and credentials stay in the environment (the
+     * ORDERD_AWS_TEST_ENV of tests/aws), as in a real deployment. */
+    int n = snprintf(out, cap,
+                     "storage: { backend = \"dynamodb\"; table_prefix = \"%s_\";"
+                     " create_missing = true; };\n"
+                     "queue: { backend = \"sqs\"; queue_prefix = \"%s-\";"
+                     " create_missing = true; };\n",
+                     prefix, prefix);
+    ck_assert_msg(n > 0 && (size_t)n < cap, "backend groups do not fit in %zu bytes", cap);
+}
+
 /* ---- server lifecycle ---------------------------------------------------- */
 
 static void write_config(const char *path, const char *build_dir, const char *extra)
 {
+    char backends[1024];
+    ih_backend_groups(backends, sizeof backends, NULL);
     FILE *f = fopen(path, "w");
     ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
     fprintf(f,
             "server: { listen = \"127.0.0.1:0\"; threads = 16; max_body_bytes = %d;"
             " log_level = \"info\"; };\n"
             "modules: { directory = \"%s/modules\"; load = [\"auth\", \"users\"]; };\n"
-            "storage: { backend = \"memory\"; };\n"
-            "queue: { backend = \"memory\"; };\n"
+            "%s"
             "auth: { jwt_secret = \"%s\"; token_ttl_seconds = 3600;"
             " login_max_failures = 5; login_window_seconds = 300;"
             " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
             "users: { admin_email = \"%s\"; admin_password = \"%s\";"
             " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
             "%s\n",
-            IH_MAX_BODY, build_dir, IH_JWT_SECRET, IH_ADMIN_EMAIL, IH_ADMIN_PASSWORD,
-            extra ? extra : "");
+            IH_MAX_BODY, build_dir, backends, IH_JWT_SECRET, IH_ADMIN_EMAIL,
+            IH_ADMIN_PASSWORD, extra ? extra : "");
     ck_assert_int_eq(fclose(f), 0);
 }
 

@@ -56,6 +56,20 @@ typedef struct ih_response {
     struct json_object *json; /* parsed body or NULL */
 } ih_response;
 
+/* ---- backends ----
+ * ORDERD_TEST_BACKEND selects what the generated configs use: "memory"
+ * (default) or "aws" (storage_dynamodb + queue_sqs, endpoints and dummy
+ * credentials from the AWS_* environment, tables and queues created at
+ * start-up). A fresh prefix per server keeps tests apart on shared
+ * emulators; servers given the same prefix share tables and queues. */
+int ih_backend_is_aws(void); /* fails the test on an unknown value */
+/* A prefix no other server of any run has used: letters, digits, no
+ * separator (the groups add "_" for tables and "-" for queues). */
+void ih_unique_prefix(char *out, size_t cap);
+/* The storage and queue groups for the selected backend (fails the test if
+ * they do not fit in cap). prefix: NULL for a fresh one; unused for memory. */
+void ih_backend_groups(char *out, size_t cap, const char *prefix);
+
 /* ---- server lifecycle ----
  * Start with the default test config plus `extra` (more libconfig groups,
  * or NULL). Fails the current test (ck_assert) if it does not come up. */

@@ -36,7 +36,8 @@ void oh_pause_ms(int ms)
 
 /* ---- server ---------------------------------------------------------------- */
 
-static void write_config(const char *path, const char *build_dir, const char *worker)
+static void write_config(const char *path, const char *build_dir, const char *worker,
+                         const char *backends)
 {
     FILE *f = fopen(path, "w");
     ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
@@ -48,8 +49,7 @@ static void write_config(const char *path, const char *build_dir, const char *wo
             "modules: { directory = \"%s/modules\";"
             " load = [\"auth\", \"users\", \"products\", \"orders\", \"queue_worker\","
             " \"step_validate\", \"step_reserve_stock\", \"step_complete\"]; };\n"
-            "storage: { backend = \"memory\"; };\n"
-            "queue: { backend = \"memory\"; };\n"
+            "%s"
             "auth: { jwt_secret = \"%s\"; token_ttl_seconds = 3600;"
             " login_max_failures = 5; login_window_seconds = 300;"
             " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
@@ -58,8 +58,8 @@ static void write_config(const char *path, const char *build_dir, const char *wo
             "orders: { pipeline = [\"validate\", \"reserve_stock\", \"complete\"];"
             " max_items = 100; };\n"
             "queue_worker: { %s };\n",
-            IH_MAX_BODY, build_dir, IH_JWT_SECRET, IH_ADMIN_EMAIL, IH_ADMIN_PASSWORD,
-            worker ? worker : DEFAULT_WORKER);
+            IH_MAX_BODY, build_dir, backends, IH_JWT_SECRET, IH_ADMIN_EMAIL,
+            IH_ADMIN_PASSWORD, worker ? worker : DEFAULT_WORKER);
     ck_assert_int_eq(fclose(f), 0);
 }
 
@@ -119,6 +119,13 @@ static int start_timeout_ms(void)
 
 void oh_server_start(ih_server *s, const char *worker)
 {
+    char backends[1024];
+    ih_backend_groups(backends, sizeof backends, NULL);
+    oh_server_start_with(s, worker, backends);
+}
+
+void oh_server_start_with(ih_server *s, const char *worker, const char *backends)
+{
     const char *build = getenv("ORDERD_BUILD_DIR");
     ck_assert_msg(build != NULL, "ORDERD_BUILD_DIR is not set (run through ctest)");
     char bin[512], cfg[256];
@@ -130,7 +137,7 @@ void oh_server_start(ih_server *s, const char *worker)
     ck_assert_msg(mkdtemp(s->dir) != NULL, "mkdtemp: %s", strerror(errno));
     snprintf(cfg, sizeof cfg, "%s/orderd.conf", s->dir);
     snprintf(s->log_path, sizeof s->log_path, "%s/orderd.log", s->dir);
-    write_config(cfg, build, worker);
+    write_config(cfg, build, worker, backends);
 
     fflush(NULL);
     s->pid = fork();

@@ -25,6 +25,9 @@
  * the queue_worker group (e.g. "autostart = false;"), NULL for the test
  * defaults (2 threads, 20 ms long poll, 50 ms backoff). */
 void oh_server_start(ih_server *s, const char *worker);
+/* The same with these storage and queue groups (ih_backend_groups()), so
+ * that several servers can share one set of tables and queues. */
+void oh_server_start_with(ih_server *s, const char *worker, const char *backends);
 
 /* The admin's access token (harness-owned). */
 const char *oh_admin(ih_server *s);
