@@ -972,7 +972,19 @@ static od_status handle_health(void *self, od_request *r)
     p += sprintf(p, ",\"checks\":{\"storage\":\"%s\",\"queue\":\"%s\"}}",
                  core->storage.ops ? ping_result(st_storage) : "none",
                  core->queue.ops ? ping_result(st_queue) : "none");
-    return reply(r, ok ? 200 : 503, ok ? "ok" : "degraded", buf, (size_t)(p - buf));
+    if (ok)
+        return reply(r, 200, "ok", buf, (size_t)(p - buf));
+    /* Degraded: the error envelope (error "unavailable", as every 503) that
+     * still carries the checks, so a load balancer and an operator both
+     * see which backend is down. */
+    static const char err[] = "\"unavailable\",\"data\":";
+    char *raw = req_alloc(r, sizeof err + (size_t)(p - buf));
+    if (!raw)
+        return OD_ERR_NOMEM;
+    memcpy(raw, err, sizeof err - 1);
+    memcpy(raw + sizeof err - 1, buf, (size_t)(p - buf));
+    return send_envelope(r, 503, "degraded: a backend is unavailable", "error", raw,
+                         sizeof err - 1 + (size_t)(p - buf), NULL, 0);
 }
 
 static od_status handle_metrics(void *self, od_request *r)
