@@ -11,6 +11,7 @@
 BUILD          ?= build
 ASAN_BUILD     ?= build-asan
 VALGRIND_BUILD ?= build-valgrind
+TSAN_BUILD     ?= build-tsan
 JOBS           ?= 2
 CMAKE_FLAGS    ?=
 CTEST_TIMEOUT  ?= 600
@@ -23,7 +24,7 @@ DEV_LOGIN := {"email":"admin@example.com","password":"orderd-admin-dev"}
 SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps build run test test-sanitize test-valgrind bench clean help
+.PHONY: all deps build run test test-sanitize test-tsan test-valgrind bench clean help
 .PHONY: dev setup status logs reset install deb rpm
 
 all: build
@@ -56,6 +57,17 @@ test-sanitize: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT) $(CTEST_ARGS)
 
+# ThreadSanitizer on the suites that exercise concurrency: lock-free metrics,
+# the backends under many threads (contract + group commit), the auth token
+# cache, the worker pool and pipeline, and the HTTP concurrency invariants.
+TSAN_TESTS := ^(unit_test_metrics|unit_test_host|contract_(storage|queue)_(memory|sqlite)|sqlite_group_commit|test_auth|test_orders|test_queue_worker|test_worker_pipeline|integ_concurrency)$$
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=thread \
+	  -DORDERD_TEST_AWS_EMULATORS=OFF $(CMAKE_FLAGS)
+	cmake --build $(TSAN_BUILD) -j$(JOBS)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT) -R '$(TSAN_TESTS)'
+
 # Optional and slow: unit suites under memcheck in one process (CK_FORK=no),
 # and the server of the integration suites under valgrind.
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --quiet
@@ -73,7 +85,7 @@ bench: build
 	BUILD=$(BUILD) bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(VALGRIND_BUILD)
 
 # ---- operator targets (docs/operations.md) --------------------------------
 # Variables: ORDERD (binary), CONFIG (its config), STATUS_URL (a running
