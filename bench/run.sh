@@ -37,8 +37,13 @@ ORDERD_PORT=${ORDERD_PORT:-3902} # first orderd; the next backends take the next
 THREADS=${THREADS:-32}   # CivetWeb workers of every server (orderd's default)
 REPEAT=${REPEAT:-3}      # rounds; targets interleave, medians are reported
 LOG_LEVEL=${LOG_LEVEL:-warn}  # "warn": no access log; "info": one line per request
-# Backends: memory, sqlite_full (the shipped default), sqlite_normal.
-BACKENDS=${BACKENDS:-memory sqlite_full sqlite_normal}
+# Backends: memory, sqlite_full (the shipped default), sqlite_normal, aws
+# (DynamoDB Local + fauxqs on loopback, started here by tests/aws/aws-emulators.sh;
+# needs java 17, node and the npm registry on first use).
+BACKENDS=${BACKENDS:-memory sqlite_full sqlite_normal aws}
+WORKERS=${WORKERS:-32}   # queue_worker threads, as in the shipped conf/orderd.conf
+AWS_DDB_PORT=${AWS_DDB_PORT:-8611}
+AWS_SQS_PORT=${AWS_SQS_PORT:-9611}
 SCENARIOS=${SCENARIOS:-health users_me product order}
 E2E_ORDERS=${E2E_ORDERS:-2000}
 E2E_THREADS=${E2E_THREADS:-8}
@@ -51,6 +56,7 @@ done
 
 WORK=$(mktemp -d /tmp/orderd-bench-XXXXXX)
 PIDS=()
+AWS_EMU_STARTED=0
 cleanup() {
   for pid in "${PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
@@ -58,6 +64,9 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  if [ "$AWS_EMU_STARTED" = 1 ]; then
+    bash "$ROOT/tests/aws/aws-emulators.sh" stop >/dev/null 2>&1 || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,6 +91,19 @@ build_tool e2e -lcurl
 BARE="$BUILD/bench/bare_civetweb"
 E2E="$BUILD/bench/e2e"
 
+# The aws backend runs against the emulators on loopback (stopped by PID on
+# exit); downloads are cached in the build tree like the tests' fixture.
+case " $BACKENDS " in
+  *" aws "*)
+    export AWS_EMU_CACHE="$BUILD/aws-emu" AWS_EMU_RUN="$WORK/aws-emu-run" \
+           AWS_EMU_DDB_PORT=$AWS_DDB_PORT AWS_EMU_SQS_PORT=$AWS_SQS_PORT
+    bash "$ROOT/tests/aws/aws-emulators.sh" start
+    AWS_EMU_STARTED=1
+    export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 \
+           AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$AWS_DDB_PORT" \
+           AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$AWS_SQS_PORT" ;;
+esac
+
 # wait_http URL: poll until it answers 200, for at most 10 s.
 wait_http() {
   local deadline=$((SECONDS + 10))
@@ -103,7 +125,11 @@ queue: { backend = "memory"; memory_max_messages = 10000000; };' ;;
       local db="$WORK/$backend.db" durability=${backend#sqlite_}
       stores="storage: { backend = \"sqlite\"; path = \"$db\"; durability = \"$durability\"; };
 queue: { backend = \"sqlite\"; path = \"$db\"; durability = \"$durability\"; };" ;;
-    *) echo "bench: unknown backend \"$backend\" (known: memory sqlite_full sqlite_normal)" >&2
+    aws)
+      local prefix="bench$$_"
+      stores="storage: { backend = \"dynamodb\"; table_prefix = \"$prefix\"; create_missing = true; };
+queue: { backend = \"sqs\"; queue_prefix = \"bench$$-\"; create_missing = true; };" ;;
+    *) echo "bench: unknown backend \"$backend\" (known: memory sqlite_full sqlite_normal aws)" >&2
        return 1 ;;
   esac
   cat >"$file" <<EOF
@@ -123,6 +149,7 @@ $stores
 auth: { generate_dev_secret = true; };
 users: { admin_email = "admin@example.com"; admin_password = "orderd-admin-dev"; };
 orders: { pipeline = ["validate", "reserve_stock", "complete"]; };
+queue_worker: { threads = $WORKERS; };
 EOF
 }
 
