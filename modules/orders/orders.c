@@ -9,9 +9,7 @@
  * one order, answering 404 to anyone but its owner and admins. An
  * Idempotency-Key header makes POST safe to retry (docs/orders.md).
  * Config keys: `max_items` (1..1000, default 100: entries of "items");
- * `pipeline` is read by the core and `idempotency_ttl_hours` by no module
- * yet (record expiry is the storage janitor's), both documented in
- * docs/configuration.md. Owns no threads: handlers run on the HTTP
+ * `pipeline` is read by the core (docs/configuration.md). Owns no threads: handlers run on the HTTP
  * workers, and the module state is read-only after init (metric updates
  * are the host's lock-free atomics).
  */
