@@ -127,4 +127,23 @@ od_status odm_password_hash(odm_hasher *hs, const char *pw, size_t len, char *ou
  * malformed stored hash. Constant time in the password. */
 od_status odm_password_verify(odm_hasher *hs, const char *encoded, const char *pw, size_t len);
 
+/* ---- rendered read views (odm_view_cache.c) ---------------------------- */
+
+/* A per-thread cache of the JSON a read handler answered with for a stored
+ * document, keyed by the document's key, version and exact bytes plus one
+ * caller value (`extra`, e.g. the stock read with it; 0 if unused). A hit
+ * skips parsing and rendering. Lookups take no lock; entries over 4 KiB are
+ * not cached; at most 64 entries per thread. Create in init, free in
+ * destroy (after the HTTP workers stopped). */
+typedef struct odm_view_cache odm_view_cache;
+
+od_status odm_view_cache_new(const od_host_api *h, odm_view_cache **out);
+void odm_view_cache_free(odm_view_cache *vc);
+/* The view rendered from exactly this document (and extra), or NULL. The
+ * bytes stay valid until the calling thread's next store. */
+const char *odm_view_cache_find(odm_view_cache *vc, const od_doc *doc, int64_t extra, size_t *len);
+/* Remember view (copied) as this thread's rendering of doc (and extra). */
+void odm_view_cache_store(odm_view_cache *vc, const od_doc *doc, int64_t extra, const char *view,
+                          size_t view_len);
+
 #endif /* ODM_H */

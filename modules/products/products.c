@@ -17,6 +17,13 @@
  * Threads: none of its own. Handlers run on many HTTP workers at once; the
  * module state is read-only after init, and every json-c object lives only
  * inside one handler call.
+ *
+ * Reads of one product (by id or name) keep, per HTTP worker thread, the
+ * rendered API view keyed by the document's key, version, exact stored bytes
+ * and the stock just read (odm_view_cache): a hit skips json-c's parse
+ * (which takes glibc's global locale lock), the build and the serialisation.
+ * A put changes the stored bytes' version and a stock change the counter, so
+ * neither is ever served stale; a deleted product fails the get first.
  */
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +44,7 @@
 #define STOCK_MAX 1000000000LL
 #define PRICE_TEXT_MAX 64
 #define EXPONENT_CAP 100000 /* beyond this every exponent means the same verdict */
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /* A storage index value is at most OD_KEY_MAX bytes, but 200 characters of
  * UTF-8 may need 800. Longer names (and names that start with the prefix,
@@ -45,13 +53,12 @@
 #define NAME_HASH_PREFIX_LEN (sizeof NAME_HASH_PREFIX - 1)
 #define NAME_INDEX_VALUE_MAX OD_KEY_MAX
 
-/* The module state. Written by init only, then read by every HTTP worker
- * at once without a lock. */
 typedef struct products {
     const od_host_api *h;
     od_module *mod;
     const od_storage *st;
     int64_t update_attempts;
+    odm_view_cache *views; /* per-thread rendered views; lock-free lookups */
 } products;
 
 /* One product while a request handles it. name and description are
@@ -426,8 +433,7 @@ static od_status product_store(products *p, const product *pr, uint32_t cond, ui
     if (doc == NULL)
         return OD_ERR_NOMEM;
     size_t len = 0;
-    const char *text = json_object_to_json_string_length(
-        doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    const char *text = json_object_to_json_string_length(doc, JSON_FLAGS, &len);
     od_index_value idx = {NAME_INDEX, name_value};
     s = text == NULL ? OD_ERR_NOMEM
                      : p->st->ops->put(p->st->self, PRODUCTS_TABLE, pr->id, text, len, &idx, 1,
@@ -620,14 +626,34 @@ static od_status handle_list(void *self, od_request *req)
     return s;
 }
 
+/* Reply 200 with the API view of a stored product and its current stock:
+ * from this thread's cache when rendered from the same bytes and stock,
+ * else rendered with json-c exactly like product_view() and remembered.
+ * The document's key is the product id, so the stock is read first. */
 static od_status reply_doc(products *p, od_request *req, const od_doc *doc)
 {
-    json_object *o = NULL;
-    od_status s = product_view(p, doc, &o);
+    int64_t stock = 0;
+    od_status s = stock_read(p, doc->key, &stock);
     if (s != OD_OK)
         return reply_failure(p, req, s);
-    s = odm_reply_json(p->h, req, 200, "OK", o);
+    size_t len = 0;
+    const char *text = odm_view_cache_find(p->views, doc, stock, &len);
+    if (text != NULL)
+        return p->h->reply(req, 200, "OK", text, len);
+    json_object *holder = NULL, *o = NULL;
+    product pr;
+    s = product_decode(p, doc, &holder, &pr);
+    if (s == OD_OK) {
+        pr.stock = stock;
+        o = product_api_json(&pr);
+        text = o != NULL ? json_object_to_json_string_length(o, JSON_FLAGS, &len) : NULL;
+        s = text != NULL ? OD_OK : OD_ERR_NOMEM;
+    }
+    if (s == OD_OK)
+        odm_view_cache_store(p->views, doc, stock, text, len);
+    s = s == OD_OK ? p->h->reply(req, 200, "OK", text, len) : reply_failure(p, req, s);
     json_object_put(o);
+    json_object_put(holder);
     return s;
 }
 
@@ -804,8 +830,14 @@ static od_status products_init(const od_host_api *h, od_module *mod, void **self
     if (p == NULL)
         return OD_ERR_NOMEM;
     *p = (products){.h = h, .mod = mod, .st = st, .update_attempts = attempts};
+    s = odm_view_cache_new(h, &p->views);
+    if (s != OD_OK) {
+        h->free(p);
+        return s;
+    }
     s = register_routes(h, mod);
     if (s != OD_OK) {
+        odm_view_cache_free(p->views);
         h->free(p);
         return s;
     }
@@ -816,8 +848,10 @@ static od_status products_init(const od_host_api *h, od_module *mod, void **self
 static void products_destroy(void *self)
 {
     products *p = self;
-    if (p != NULL)
-        p->h->free(p);
+    if (p == NULL)
+        return;
+    odm_view_cache_free(p->views);
+    p->h->free(p);
 }
 
 static const od_module_desc DESCRIPTOR = {

@@ -14,11 +14,19 @@
  * Threads: none of its own; handlers run on HTTP workers and share only the
  * read-only config and the hasher (internally synchronised).
  *
+ * GET /api/users/me and /:id keep, per HTTP worker thread, the rendered
+ * public view of recently read documents (odm_view_cache): a read whose
+ * stored bytes equal the cached source bytes replies with the cached view,
+ * skipping json-c's parse (which takes glibc's global locale lock), the
+ * whitelist copy and the serialisation. Any put changes the stored bytes'
+ * version, so updates are visible at once; deletes fail the get first.
+ *
  * PATCH /api/users/me: changing the password needs currentPassword (400
  * validation_failed when missing, 401 invalid_credentials when wrong). The
  * write is conditional on the version read; one retry on a concurrent
  * change, then 409 conflict.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "odm.h"
@@ -29,6 +37,7 @@
 #define PASSWORD_MAX 128
 #define CURRENT_PASSWORD_MAX 1024
 #define PATCH_ATTEMPTS 2
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 static const char *const PUBLIC_FIELDS[] = {"id",        "name",      "email", "role",
                                             "createdAt", "updatedAt", NULL};
@@ -45,6 +54,7 @@ typedef struct users {
     const char *admin_name;
     char admin_email_buf[ODM_EMAIL_MAX + 1];
     odm_hasher *hasher; /* thread-safe */
+    odm_view_cache *views; /* per-thread rendered views; lock-free lookups */
 } users;
 
 /* ---- documents ------------------------------------------------------------ */
@@ -90,8 +100,7 @@ static od_status doc_put(users *u, const char *key, json_object *doc, uint32_t c
                          uint64_t expected)
 {
     size_t len = 0;
-    const char *text = json_object_to_json_string_length(
-        doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    const char *text = json_object_to_json_string_length(doc, JSON_FLAGS, &len);
     const od_index_value idx = {.index = "email", .value = obj_string(doc, "email")};
     if (text == NULL)
         return OD_ERR_NOMEM;
@@ -135,31 +144,43 @@ static od_status reply_doc(users *u, od_request *req, int status, const char *me
     return s;
 }
 
+/* Read the stored user `id`; replies itself (404 or the storage error) and
+ * returns 0 when there is none. */
+static int user_fetch(users *u, od_request *req, const char *id, od_doc *doc)
+{
+    od_status s = u->storage->ops->get(u->storage->self, TABLE, id, doc);
+    if (s == OD_OK)
+        return 1;
+    if (s == OD_ERR_NOT_FOUND)
+        u->host->reply_error(req, 404, "not_found", "User not found");
+    else
+        odm_reply_status(u->host, req, s);
+    return 0;
+}
+
+static json_object *doc_parse_or_reply(users *u, od_request *req, const od_doc *doc)
+{
+    json_object *o = doc_parse(doc);
+    if (o == NULL) {
+        u->host->log(u->mod, OD_LOG_ERROR, "user %s: unreadable record", doc->key);
+        u->host->reply_error(req, 500, "internal", "Internal error");
+    }
+    return o;
+}
+
 /* Load the user `id`; replies itself and returns NULL when there is none. */
 static json_object *user_load(users *u, od_request *req, const char *id, uint64_t *version)
 {
     od_doc doc = {0};
-    od_status s = u->storage->ops->get(u->storage->self, TABLE, id, &doc);
-    if (s == OD_ERR_NOT_FOUND) {
-        u->host->reply_error(req, 404, "not_found", "User not found");
+    if (!user_fetch(u, req, id, &doc))
         return NULL;
-    }
-    if (s != OD_OK) {
-        odm_reply_status(u->host, req, s);
-        return NULL;
-    }
-    json_object *o = doc_parse(&doc);
-    if (o == NULL) {
-        u->host->log(u->mod, OD_LOG_ERROR, "user %s: unreadable record", id);
-        u->host->reply_error(req, 500, "internal", "Internal error");
-    }
+    json_object *o = doc_parse_or_reply(u, req, &doc);
     if (version != NULL)
         *version = doc.version;
     od_doc_clear(u->host, &doc);
     return o;
 }
 
-/* Trim ASCII white space into out (caller's buffer of len + 1 bytes). */
 static void trim_copy(const char *s, char *out)
 {
     size_t len = strlen(s);
@@ -287,13 +308,37 @@ static od_status handle_list(void *self, od_request *req)
 
 /* ---- GET /api/users/:id, GET /api/users/me -------------------------------- */
 
+/* Reply 200 with the public view of a stored user: from this thread's
+ * cache when it was rendered from the same bytes, else rendered with json-c
+ * exactly like reply_doc() and remembered. */
+static od_status reply_stored(users *u, od_request *req, const od_doc *doc)
+{
+    size_t len = 0;
+    const char *text = odm_view_cache_find(u->views, doc, 0, &len);
+    if (text != NULL)
+        return u->host->reply(req, 200, "OK", text, len);
+    json_object *o = doc_parse_or_reply(u, req, doc);
+    if (o == NULL)
+        return OD_OK;
+    json_object *view = public_view(o);
+    text = json_object_to_json_string_length(view, JSON_FLAGS, &len);
+    od_status s = OD_ERR_NOMEM;
+    if (text != NULL) {
+        odm_view_cache_store(u->views, doc, 0, text, len);
+        s = u->host->reply(req, 200, "OK", text, len);
+    }
+    json_object_put(view);
+    json_object_put(o);
+    return s;
+}
+
 static od_status reply_user(users *u, od_request *req, const char *id)
 {
-    json_object *doc = user_load(u, req, id, NULL);
-    if (doc == NULL)
+    od_doc doc = {0};
+    if (!user_fetch(u, req, id, &doc))
         return OD_OK;
-    od_status s = reply_doc(u, req, 200, "OK", doc);
-    json_object_put(doc);
+    od_status s = reply_stored(u, req, &doc);
+    od_doc_clear(u->host, &doc);
     return s;
 }
 
@@ -510,6 +555,7 @@ static od_status register_routes(users *u)
 
 static void users_free(users *u)
 {
+    odm_view_cache_free(u->views);
     odm_hasher_free(u->hasher);
     u->host->free(u);
 }
@@ -521,7 +567,9 @@ static od_status users_init(const od_host_api *host, od_module *mod, void **self
         return OD_ERR_NOMEM;
     u->host = host;
     u->mod = mod;
-    od_status s = load_config(u);
+    od_status s = odm_view_cache_new(host, &u->views);
+    if (s == OD_OK)
+        s = load_config(u);
     if (s == OD_OK)
         s = setup_storage(u);
     if (s == OD_OK)

@@ -2,6 +2,7 @@
  * password change, admin bootstrap. Real storage_memory behind the mock
  * host, wrapped so a test can inject version conflicts. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,6 +439,157 @@ START_TEST(patch_retries_one_conflict_then_409)
 }
 END_TEST
 
+/* ---- rendered-view cache ---- */
+
+typedef struct reader {
+    const char *id;
+    char body[1024]; /* the envelope this thread saw, or "" */
+} reader;
+
+static void *read_me_once(void *arg)
+{
+    reader *rd = arg;
+    od_request *r = mock_request_new("GET", "/api/users/me");
+    mock_request_principal(r, rd->id, OD_ROLE_CUSTOMER);
+    rd->body[0] = '\0';
+    if (mock_route("GET", "/api/users/me", NULL)(self, r) == OD_OK && mock_reply_status(r) == 200)
+        snprintf(rd->body, sizeof rd->body, "%s", mock_reply_body(r));
+    mock_request_free(r);
+    return NULL;
+}
+
+/* The first read on a thread renders with json-c, the second comes from
+ * that thread's cache; a new thread renders again. All three must agree. */
+START_TEST(cached_view_equals_fresh_render)
+{
+    char alice[64];
+    signup_id("Alice", "alice@example.com", alice);
+    od_request *miss = call("GET", "/api/users/me", NULL, alice, OD_ROLE_CUSTOMER);
+    od_request *hit = call("GET", "/api/users/me", NULL, alice, OD_ROLE_CUSTOMER);
+    ck_assert_int_eq(mock_reply_status(hit), 200);
+    ck_assert_str_eq(mock_reply_body(hit), mock_reply_body(miss));
+    ck_assert_str_eq(ts_str(hit, "data.email"), "alice@example.com");
+    ck_assert_ptr_null(strstr(mock_reply_body(hit), "passwordHash"));
+
+    reader rd = {.id = alice};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, read_me_once, &rd), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_str_eq(rd.body, mock_reply_body(hit));
+    ts_free(miss);
+    ts_free(hit);
+}
+END_TEST
+
+/* Cached views are per document: two users read in turn on one thread. */
+START_TEST(cached_views_keep_users_apart)
+{
+    char alice[64], bob[64];
+    signup_id("Alice", "alice@example.com", alice);
+    signup_id("Bob", "bob@example.com", bob);
+    for (int i = 0; i < 3; i++) {
+        od_request *r = get_user(alice, OTHER_ID, OD_ROLE_ADMIN);
+        ck_assert_str_eq(ts_str(r, "data.id"), alice);
+        ts_free(r);
+        r = get_user(bob, OTHER_ID, OD_ROLE_ADMIN);
+        ck_assert_str_eq(ts_str(r, "data.id"), bob);
+        ts_free(r);
+    }
+}
+END_TEST
+
+START_TEST(update_visible_right_after_cached_read)
+{
+    char alice[64];
+    signup_id("Alice", "alice@example.com", alice);
+    for (int i = 0; i < 2; i++) /* the second read is a cache hit */
+        ck_assert_int_eq(status_of(get_user(alice, alice, OD_ROLE_CUSTOMER)), 200);
+    ts_free(patch_me(alice, "{\"name\":\"Alicia\"}"));
+    od_request *r = get_user(alice, alice, OD_ROLE_CUSTOMER);
+    ck_assert_str_eq(ts_str(r, "data.name"), "Alicia");
+    ts_free(r);
+    r = call("GET", "/api/users/me", NULL, alice, OD_ROLE_CUSTOMER);
+    ck_assert_str_eq(ts_str(r, "data.name"), "Alicia");
+    ts_free(r);
+}
+END_TEST
+
+START_TEST(deleted_user_not_served_from_cache)
+{
+    char alice[64];
+    signup_id("Alice", "alice@example.com", alice);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(status_of(get_user(alice, alice, OD_ROLE_CUSTOMER)), 200);
+    ck_assert_int_eq(ts_storage()->ops->del(ts_storage()->self, "users", alice, 0), OD_OK);
+    ck_assert_int_eq(status_of(get_user(alice, alice, OD_ROLE_CUSTOMER)), 404);
+}
+END_TEST
+
+enum { CACHE_READERS = 4, CACHE_ROUNDS = 200 };
+
+typedef struct cache_racer {
+    const char *id;
+    const char *email;
+    int renamer; /* this thread also renames its user every round */
+    int ok, wrong;
+} cache_racer;
+
+static void *cache_race(void *arg)
+{
+    cache_racer *rc = arg;
+    for (int i = 0; i < CACHE_ROUNDS; i++) {
+        if (rc->renamer && i % 10 == 0) {
+            char body[64];
+            snprintf(body, sizeof body, "{\"name\":\"Name %d\"}", i);
+            od_request *p = mock_request_new("PATCH", "/api/users/me");
+            mock_request_body(p, body);
+            mock_request_principal(p, rc->id, OD_ROLE_CUSTOMER);
+            if (mock_route("PATCH", "/api/users/me", NULL)(self, p) != OD_OK ||
+                mock_reply_status(p) != 200)
+                rc->wrong++;
+            mock_request_free(p);
+        }
+        reader rd = {.id = rc->id};
+        read_me_once(&rd);
+        char want[128];
+        snprintf(want, sizeof want, "\"email\":\"%s\"", rc->email);
+        if (strstr(rd.body, want) != NULL && strstr(rd.body, rc->id) != NULL &&
+            strstr(rd.body, "passwordHash") == NULL)
+            rc->ok++;
+        else
+            rc->wrong++;
+    }
+    return NULL;
+}
+
+/* Four workers read (and one renames) at once: every reply is its own
+ * user's, complete, and the last rename is what a final read sees. */
+START_TEST(cache_safe_under_concurrency)
+{
+    char ids[CACHE_READERS][64];
+    static const char *const emails[CACHE_READERS] = {"a@example.com", "b@example.com",
+                                                      "c@example.com", "d@example.com"};
+    cache_racer rcs[CACHE_READERS];
+    pthread_t t[CACHE_READERS];
+    for (int i = 0; i < CACHE_READERS; i++) {
+        signup_id("User", emails[i], ids[i]);
+        rcs[i] = (cache_racer){.id = ids[i], .email = emails[i], .renamer = i == 0};
+    }
+    for (int i = 0; i < CACHE_READERS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, cache_race, &rcs[i]), 0);
+    for (int i = 0; i < CACHE_READERS; i++) {
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+        ck_assert_int_eq(rcs[i].wrong, 0);
+        ck_assert_int_eq(rcs[i].ok, CACHE_ROUNDS);
+    }
+    od_request *r = call("GET", "/api/users/me", NULL, ids[0], OD_ROLE_CUSTOMER);
+    char last[32];
+    snprintf(last, sizeof last, "Name %d", (CACHE_ROUNDS - 1) / 10 * 10);
+    ck_assert_str_eq(ts_str(r, "data.name"), last);
+    ts_free(r);
+}
+END_TEST
+
 /* ---- admin bootstrap ---- */
 
 static od_status boot_admin(const char *email, const char *password)
@@ -524,6 +676,15 @@ static Suite *users_suite(void)
     tcase_add_test(tc, patch_bad_input_400);
     tcase_add_test(tc, patch_retries_one_conflict_then_409);
     suite_add_tcase(s, tc);
+
+    TCase *cache = tcase_create("view_cache");
+    tcase_add_checked_fixture(cache, setup, teardown);
+    tcase_add_test(cache, cached_view_equals_fresh_render);
+    tcase_add_test(cache, cached_views_keep_users_apart);
+    tcase_add_test(cache, update_visible_right_after_cached_read);
+    tcase_add_test(cache, deleted_user_not_served_from_cache);
+    tcase_add_test(cache, cache_safe_under_concurrency);
+    suite_add_tcase(s, cache);
 
     TCase *boot = tcase_create("bootstrap");
     tcase_add_checked_fixture(boot, setup, teardown);

@@ -833,6 +833,176 @@ START_TEST(test_delete_removes_product_and_stock)
 }
 END_TEST
 
+/* ---- rendered-view cache ---- */
+
+/* Copy the whole envelope of a 200 GET as a customer into out. */
+static void get_body(const char *pattern, const char *param, const char *value, char *out,
+                     size_t cap)
+{
+    call c = run_as(OD_ROLE_CUSTOMER, "GET", pattern, param, value, NULL, NULL);
+    ck_assert_msg(status(&c) == 200, "%s", mock_reply_body(c.r));
+    snprintf(out, cap, "%s", mock_reply_body(c.r));
+    done(&c);
+}
+
+typedef struct get_job {
+    const char *id;
+    char body[1024];
+} get_job;
+
+static void *get_on_new_thread(void *arg)
+{
+    get_job *j = arg;
+    od_request *r = mock_request_new("GET", "/api/products/:id");
+    mock_request_param(r, "id", j->id);
+    mock_request_principal(r, USER_ID, OD_ROLE_CUSTOMER);
+    j->body[0] = '\0';
+    if (mock_route("GET", "/api/products/:id", NULL)(products_self, r) == OD_OK &&
+        mock_reply_status(r) == 200)
+        snprintf(j->body, sizeof j->body, "%s", mock_reply_body(r));
+    mock_request_free(r);
+    return NULL;
+}
+
+/* First read on a thread renders with json-c, the next ones (by id, alias,
+ * name) come from that thread's cache, a new thread renders again: all the
+ * same bytes. */
+START_TEST(test_cached_view_equals_fresh_render)
+{
+    char id[64], miss[1024], hit[1024], other[1024];
+    snprintf(id, sizeof id, "%s", create("Cached", "5.25", 7));
+    get_body("/api/products/:id", "id", id, miss, sizeof miss);
+    get_body("/api/products/:id", "id", id, hit, sizeof hit);
+    ck_assert_str_eq(hit, miss);
+    ck_assert_ptr_nonnull(strstr(hit, "\"price\":5.25,\"stock\":7,"));
+    get_body("/api/products/id/:id", "id", id, other, sizeof other);
+    ck_assert_str_eq(other, miss);
+    get_body("/api/products/name/:name", "name", "Cached", other, sizeof other);
+    ck_assert_str_eq(other, miss);
+
+    get_job j = {.id = id};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, get_on_new_thread, &j), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_str_eq(j.body, miss);
+}
+END_TEST
+
+START_TEST(test_changes_visible_right_after_cached_read)
+{
+    char id[64], body[1024];
+    snprintf(id, sizeof id, "%s", create("Fresh", "1", 10));
+    for (int i = 0; i < 2; i++) /* the second read is a cache hit */
+        get_body("/api/products/:id", "id", id, body, sizeof body);
+    /* A reservation moves only the counter. */
+    ck_assert_int_eq(F.real->ops->counter_set(F.real->self, "stock", id, 4), OD_OK);
+    get_body("/api/products/:id", "id", id, body, sizeof body);
+    ck_assert_ptr_nonnull(strstr(body, "\"stock\":4,"));
+    get_body("/api/products/name/:name", "name", "Fresh", body, sizeof body);
+    ck_assert_ptr_nonnull(strstr(body, "\"stock\":4,"));
+    /* An update moves the document. */
+    call c = run("PATCH", "/api/products/:id", "id", id, "{\"price\":2.5}");
+    ck_assert_int_eq(status(&c), 200);
+    done(&c);
+    get_body("/api/products/:id", "id", id, body, sizeof body);
+    ck_assert_ptr_nonnull(strstr(body, "\"price\":2.5,\"stock\":4,"));
+    /* A deleted product is gone, cached or not. */
+    c = run("DELETE", "/api/products/:id", "id", id, NULL);
+    done(&c);
+    expect_error((call[]){run_as(OD_ROLE_CUSTOMER, "GET", "/api/products/:id", "id", id, NULL,
+                                 NULL)},
+                 404, "not_found");
+}
+END_TEST
+
+/* Views above the per-entry cap are rendered every time, and still fresh. */
+START_TEST(test_large_view_not_cached_but_correct)
+{
+    char *desc = repeat("d", 2000), body[8192], first[8192], second[8192];
+    char id[64];
+    snprintf(body, sizeof body, "{\"name\":\"Big\",\"price\":1,\"stock\":1,\"description\":\"%s\"}",
+             desc);
+    call c = run("POST", "/api/products", NULL, NULL, body);
+    ck_assert_int_eq(status(&c), 201);
+    snprintf(id, sizeof id, "%s", str(&c, "data", "id"));
+    done(&c);
+    get_body("/api/products/:id", "id", id, first, sizeof first);
+    get_body("/api/products/:id", "id", id, second, sizeof second);
+    ck_assert_str_eq(first, second);
+    ck_assert_ptr_nonnull(strstr(first, desc));
+    ck_assert_int_eq(F.real->ops->counter_set(F.real->self, "stock", id, 9), OD_OK);
+    get_body("/api/products/:id", "id", id, second, sizeof second);
+    ck_assert_ptr_nonnull(strstr(second, "\"stock\":9,"));
+    free(desc);
+}
+END_TEST
+
+enum { VIEW_READERS = 4, VIEW_ROUNDS = 300 };
+
+typedef struct view_reader {
+    const char *ids[2];
+    int changer; /* also moves the first product's stock every round */
+    int ok, wrong;
+} view_reader;
+
+/* A reply is right when it is JSON for the product asked for, with a
+ * stock in the range the changer moves it through. */
+static int view_is_right(od_request *r, const char *id)
+{
+    json_object *o = json_tokener_parse(mock_reply_body(r)), *data = NULL, *v = NULL;
+    int right = mock_reply_status(r) == 200 && json_object_object_get_ex(o, "data", &data) &&
+                json_object_object_get_ex(data, "id", &v) &&
+                strcmp(json_object_get_string(v), id) == 0 &&
+                json_object_object_get_ex(data, "stock", &v) && json_object_get_int64(v) >= 0 &&
+                json_object_get_int64(v) <= VIEW_ROUNDS;
+    json_object_put(o);
+    return right;
+}
+
+static void *view_race(void *arg)
+{
+    view_reader *vr = arg;
+    for (int i = 0; i < VIEW_ROUNDS; i++) {
+        if (vr->changer &&
+            F.real->ops->counter_set(F.real->self, "stock", vr->ids[0], i + 1) != OD_OK)
+            vr->wrong++;
+        const char *id = vr->ids[i % 2];
+        od_request *r = mock_request_new("GET", "/api/products/:id");
+        mock_request_param(r, "id", id);
+        mock_request_principal(r, USER_ID, OD_ROLE_CUSTOMER);
+        if (mock_route("GET", "/api/products/:id", NULL)(products_self, r) == OD_OK &&
+            view_is_right(r, id))
+            vr->ok++;
+        else
+            vr->wrong++;
+        mock_request_free(r);
+    }
+    return NULL;
+}
+
+START_TEST(test_cached_views_under_concurrency)
+{
+    char a[64], b[64], body[1024];
+    snprintf(a, sizeof a, "%s", create("Racy A", "1", 0));
+    snprintf(b, sizeof b, "%s", create("Racy B", "2", 0));
+    view_reader vr[VIEW_READERS];
+    pthread_t t[VIEW_READERS];
+    for (int i = 0; i < VIEW_READERS; i++) {
+        vr[i] = (view_reader){.ids = {a, b}, .changer = i == 0};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, view_race, &vr[i]), 0);
+    }
+    for (int i = 0; i < VIEW_READERS; i++) {
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+        ck_assert_int_eq(vr[i].wrong, 0);
+        ck_assert_int_eq(vr[i].ok, VIEW_ROUNDS);
+    }
+    get_body("/api/products/:id", "id", a, body, sizeof body);
+    char want[32];
+    snprintf(want, sizeof want, "\"stock\":%d,", VIEW_ROUNDS);
+    ck_assert_ptr_nonnull(strstr(body, want));
+}
+END_TEST
+
 static Suite *products_suite(void)
 {
     Suite *s = suite_create("products");
@@ -860,6 +1030,14 @@ static Suite *products_suite(void)
     tcase_add_test(tc, test_concurrent_creates_keep_names_unique);
     tcase_add_test(tc, test_concurrent_patches_lose_no_update);
     suite_add_tcase(s, tc);
+
+    TCase *cache = tcase_create("view_cache");
+    tcase_add_checked_fixture(cache, setup, teardown);
+    tcase_add_test(cache, test_cached_view_equals_fresh_render);
+    tcase_add_test(cache, test_changes_visible_right_after_cached_read);
+    tcase_add_test(cache, test_large_view_not_cached_but_correct);
+    tcase_add_test(cache, test_cached_views_under_concurrency);
+    suite_add_tcase(s, cache);
     return s;
 }
 
