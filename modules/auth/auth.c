@@ -21,10 +21,14 @@
  * The token cache: a full verification (base64, HMAC set-up, two JSON
  * parses) costs tens of microseconds, and a client sends the same token on
  * every request. Each thread remembers up to TC_SLOTS tokens it verified
- * (direct-mapped: a newer token evicts the one in its slot), keyed by their
- * SHA-256 and compared with CRYPTO_memcmp (a byte-by-byte compare of raw
- * tokens would leak a valid token through timing), with the principal and
- * exp; a hit still checks exp against the clock. Only tokens
+ * (direct-mapped by an FNV-1a hash of the token: a newer token evicts the
+ * one in its slot) with the principal and exp; a hit still checks exp
+ * against the clock. The stored token is compared in full with
+ * CRYPTO_memcmp: an early-exit compare would leak a cached valid token
+ * byte by byte through timing, and the slot hash only picks where to look
+ * (an attacker who steers many tokens into one slot only evicts). Storing
+ * the token instead of a SHA-256 of it saves the digest on every request;
+ * tokens over TC_TOKEN_MAX bytes are simply verified in full each time. Only tokens
  * that passed every check are cached. There is no invalidation: the secret
  * cannot change at run time, and tokens are not revoked by a password change
  * anyway, so a cached answer is always the answer a full check would give.
@@ -37,7 +41,6 @@
 
 #include <jwt.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "odm.h"
 
@@ -49,8 +52,8 @@
 #define SUB_MAX 63
 #define PASSWORD_MAX 1024
 
-#define TC_SLOTS 32 /* per thread, direct-mapped by digest */
-#define TC_DIGEST 32 /* SHA-256 */
+#define TC_SLOTS 32      /* per thread, direct-mapped by token hash */
+#define TC_TOKEN_MAX 512 /* longer tokens are not cached (ours are ~250 bytes) */
 
 #define RL_STRIPES 64
 #define RL_SLOTS 16 /* per stripe: RL_STRIPES * RL_SLOTS entries in all */
@@ -78,7 +81,8 @@ typedef struct rl_stripe {
 
 /* A token that passed verification; exp == 0 marks a free slot. */
 typedef struct tc_entry {
-    unsigned char digest[TC_DIGEST];
+    char token[TC_TOKEN_MAX];
+    size_t len;
     int64_t exp;
     uint32_t role;
     char user_id[SUB_MAX + 1];
@@ -110,7 +114,6 @@ typedef struct auth {
     char dummy_hash[ODM_HASH_MAX];
     od_metric *logins[LOGIN_RESULTS]; /* counters, updated lock-free */
     od_metric *tc_results[TC_RESULTS];
-    EVP_MD *sha256;                   /* fetched once: a fetch per call is slow */
     pthread_key_t tc_key;             /* this thread's tc_cache */
     int tc_key_ok;
     /* Every live tc_cache, so destroy frees those of threads still running.
@@ -341,25 +344,21 @@ static tc_cache *tc_get(auth *a)
     return c;
 }
 
-static int tc_digest(const auth *a, const char *token, size_t len,
-                     unsigned char digest[TC_DIGEST])
+static tc_entry *tc_slot(tc_cache *c, const char *token, size_t len)
 {
-    unsigned int n = 0;
-    return EVP_Digest(token, len, digest, &n, a->sha256, NULL) == 1 && n == TC_DIGEST;
-}
-
-static tc_entry *tc_slot(tc_cache *c, const unsigned char digest[TC_DIGEST])
-{
-    return &c->slots[digest[0] % TC_SLOTS];
+    uint32_t h = 2166136261u; /* FNV-1a: only picks the slot */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)token[i]) * 16777619u;
+    return &c->slots[h % TC_SLOTS];
 }
 
 /* OD_OK with *out filled on a live hit; OD_ERR_INVALID for a cached token
  * that has expired since; OD_ERR_NOT_FOUND when the token is not cached. */
-static od_status tc_lookup(tc_cache *c, const unsigned char digest[TC_DIGEST], int64_t now,
+static od_status tc_lookup(tc_cache *c, const char *token, size_t len, int64_t now,
                            od_principal *out)
 {
-    tc_entry *e = tc_slot(c, digest);
-    if (e->exp == 0 || CRYPTO_memcmp(e->digest, digest, TC_DIGEST) != 0)
+    tc_entry *e = tc_slot(c, token, len);
+    if (e->exp == 0 || e->len != len || CRYPTO_memcmp(e->token, token, len) != 0)
         return OD_ERR_NOT_FOUND;
     if (e->exp <= now) {
         e->exp = 0;
@@ -370,11 +369,12 @@ static od_status tc_lookup(tc_cache *c, const unsigned char digest[TC_DIGEST], i
     return OD_OK;
 }
 
-static void tc_store(tc_cache *c, const unsigned char digest[TC_DIGEST], int64_t exp,
+static void tc_store(tc_cache *c, const char *token, size_t len, int64_t exp,
                      const od_principal *p)
 {
-    tc_entry *e = tc_slot(c, digest);
-    memcpy(e->digest, digest, TC_DIGEST);
+    tc_entry *e = tc_slot(c, token, len);
+    memcpy(e->token, token, len);
+    e->len = len;
     e->exp = exp;
     e->role = p->role;
     snprintf(e->user_id, sizeof e->user_id, "%s", p->user_id);
@@ -412,12 +412,9 @@ static od_status verify_token(void *self, const char *token, size_t len, od_prin
     if (len == 0 || len > TOKEN_MAX || memchr(token, '\0', len) != NULL)
         return OD_ERR_INVALID;
     int64_t now = a->host->now_ms() / 1000;
-    unsigned char digest[TC_DIGEST];
-    tc_cache *cache = tc_get(a);
-    if (cache != NULL && !tc_digest(a, token, len, digest))
-        cache = NULL;
+    tc_cache *cache = len <= TC_TOKEN_MAX ? tc_get(a) : NULL;
     if (cache != NULL) {
-        od_status hit = tc_lookup(cache, digest, now, out);
+        od_status hit = tc_lookup(cache, token, len, now, out);
         if (hit == OD_OK)
             a->host->metric_add(a->tc_results[TC_HIT], 1);
         if (hit != OD_ERR_NOT_FOUND)
@@ -429,7 +426,7 @@ static od_status verify_token(void *self, const char *token, size_t len, od_prin
     int64_t exp = 0;
     od_status s = verify_full(a, buf, now, out, &exp);
     if (s == OD_OK && cache != NULL)
-        tc_store(cache, digest, exp, out);
+        tc_store(cache, token, len, exp, out);
     return s;
 }
 
@@ -667,11 +664,6 @@ static od_status register_metrics(auth *a)
 
 static od_status tc_setup(auth *a)
 {
-    a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (a->sha256 == NULL) {
-        a->host->log(a->mod, OD_LOG_ERROR, "OpenSSL has no SHA-256");
-        return OD_ERR_INTERNAL;
-    }
     if (pthread_key_create(&a->tc_key, tc_thread_exit) != 0)
         return OD_ERR_NOMEM;
     a->tc_key_ok = 1;
@@ -689,7 +681,6 @@ static void tc_teardown(auth *a)
         a->host->free(c);
     }
     a->tc_all = NULL;
-    EVP_MD_free(a->sha256);
 }
 
 static void auth_free(auth *a)

@@ -338,6 +338,31 @@ START_TEST(cache_slots_are_reused)
 }
 END_TEST
 
+/* A valid token longer than the cache holds is verified in full every time
+ * and still accepted: caching is an optimisation, never a gate. */
+START_TEST(long_token_is_verified_every_time)
+{
+    char pad[700], c[1024];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    snprintf(c, sizeof c,
+             "{\"sub\":\"%s\",\"role\":\"customer\",\"iss\":\"orderd\",\"iat\":%lld,"
+             "\"exp\":%lld,\"pad\":\"%s\"}",
+             USER_ID, NOW_S, NOW_S + 3600, pad);
+    char *t = make_token(JWT_ALG_HS256, SECRET, c);
+    ck_assert_uint_gt(strlen(t), 512);
+    int64_t misses = cache_metric("miss"), hits = cache_metric("hit");
+    for (int i = 0; i < 3; i++) {
+        od_principal p;
+        ck_assert_int_eq(verify(t, &p), OD_OK);
+        ck_assert_str_eq(p.user_id, USER_ID);
+    }
+    ck_assert_int_eq(cache_metric("miss") - misses, 3);
+    ck_assert_int_eq(cache_metric("hit") - hits, 0);
+    free(t);
+}
+END_TEST
+
 #define CACHE_THREADS 4
 #define CACHE_ROUNDS 2000
 
@@ -667,6 +692,7 @@ static Suite *auth_suite(void)
     tcase_add_test(tok, cached_token_rejected_once_expired);
     tcase_add_test(tok, same_prefix_is_not_a_hit);
     tcase_add_test(tok, cache_slots_are_reused);
+    tcase_add_test(tok, long_token_is_verified_every_time);
     tcase_add_test(tok, cache_is_per_thread_and_consistent);
     suite_add_tcase(s, tok);
 
