@@ -184,25 +184,31 @@ void ih_backend_groups(char *out, size_t cap, const char *prefix)
 
 /* ---- server lifecycle ---------------------------------------------------- */
 
-static void write_config(const char *path, const char *build_dir, const char *extra)
+/* The default test config (auth + users) plus `extra` (owned by the harness). */
+static const char *default_config(const char *build_dir, const char *extra)
 {
     char backends[1024];
     ih_backend_groups(backends, sizeof backends, NULL);
+    return ih_printf(
+        "server: { listen = \"127.0.0.1:0\"; threads = 16; max_body_bytes = %d;"
+        " log_level = \"info\"; };\n"
+        "modules: { directory = \"%s/modules\"; load = [\"auth\", \"users\"]; };\n"
+        "%s"
+        "auth: { jwt_secret = \"%s\"; token_ttl_seconds = 3600;"
+        " login_max_failures = 5; login_window_seconds = 300;"
+        " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
+        "users: { admin_email = \"%s\"; admin_password = \"%s\";"
+        " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
+        "%s\n",
+        IH_MAX_BODY, build_dir, backends, IH_JWT_SECRET, IH_ADMIN_EMAIL, IH_ADMIN_PASSWORD,
+        extra ? extra : "");
+}
+
+static void write_file(const char *path, const char *text)
+{
     FILE *f = fopen(path, "w");
     ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
-    fprintf(f,
-            "server: { listen = \"127.0.0.1:0\"; threads = 16; max_body_bytes = %d;"
-            " log_level = \"info\"; };\n"
-            "modules: { directory = \"%s/modules\"; load = [\"auth\", \"users\"]; };\n"
-            "%s"
-            "auth: { jwt_secret = \"%s\"; token_ttl_seconds = 3600;"
-            " login_max_failures = 5; login_window_seconds = 300;"
-            " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
-            "users: { admin_email = \"%s\"; admin_password = \"%s\";"
-            " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
-            "%s\n",
-            IH_MAX_BODY, build_dir, backends, IH_JWT_SECRET, IH_ADMIN_EMAIL,
-            IH_ADMIN_PASSWORD, extra ? extra : "");
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
     ck_assert_int_eq(fclose(f), 0);
 }
 
@@ -289,7 +295,7 @@ static int start_timeout_ms(void)
     return ms > 0 && ms < 600000 ? (int)ms : START_TIMEOUT_MS;
 }
 
-void ih_server_start(ih_server *s, const char *extra)
+void ih_server_launch(ih_server *s, const char *config)
 {
     const char *build = getenv("ORDERD_BUILD_DIR");
     ck_assert_msg(build != NULL, "ORDERD_BUILD_DIR is not set (run through ctest)");
@@ -297,12 +303,16 @@ void ih_server_start(ih_server *s, const char *extra)
     snprintf(bin, sizeof bin, "%s/orderd", build);
     ck_assert_msg(access(bin, X_OK) == 0, "%s is missing: build the orderd target", bin);
 
-    memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "/tmp/orderd-integ-XXXXXX");
-    ck_assert_msg(mkdtemp(s->dir) != NULL, "mkdtemp: %s", strerror(errno));
+    if (s->dir[0] == '\0') {
+        snprintf(s->dir, sizeof s->dir, "/tmp/orderd-integ-XXXXXX");
+        ck_assert_msg(mkdtemp(s->dir) != NULL, "mkdtemp: %s", strerror(errno));
+    }
+    if (s->log_path[0] == '\0')
+        snprintf(s->log_path, sizeof s->log_path, "%s/orderd.log", s->dir);
     snprintf(cfg, sizeof cfg, "%s/orderd.conf", s->dir);
-    snprintf(s->log_path, sizeof s->log_path, "%s/orderd.log", s->dir);
-    write_config(cfg, build, extra);
+    write_file(cfg, config);
+    s->port = 0;
+    s->exit_code = 0;
 
     fflush(NULL);
     s->pid = fork();
@@ -331,6 +341,14 @@ void ih_server_start(ih_server *s, const char *extra)
     failed_servers++;
     ck_abort_msg("orderd did not log 'listening on' within %d ms (%s; log %s)",
                  start_timeout_ms(), alive ? "still running" : "exited", s->log_path);
+}
+
+void ih_server_start(ih_server *s, const char *extra)
+{
+    const char *build = getenv("ORDERD_BUILD_DIR");
+    ck_assert_msg(build != NULL, "ORDERD_BUILD_DIR is not set (run through ctest)");
+    memset(s, 0, sizeof *s);
+    ih_server_launch(s, default_config(build, extra));
 }
 
 /* Record how the process ended; waitpid with WNOHANG, so it never blocks. */

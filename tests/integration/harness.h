@@ -74,6 +74,12 @@ void ih_backend_groups(char *out, size_t cap, const char *prefix);
  * Start with the default test config plus `extra` (more libconfig groups,
  * or NULL). Fails the current test (ck_assert) if it does not come up. */
 void ih_server_start(ih_server *s, const char *extra);
+/* Start orderd on a whole config the caller wrote (libconfig text, e.g.
+ * the full order flow or SQLite). s->dir and s->log_path are used when set
+ * (a restart on the same data, a fresh log per start), else a new temp dir
+ * and <dir>/orderd.log; the config goes to <dir>/orderd.conf. Same wait,
+ * failure and stop rules as ih_server_start. */
+void ih_server_launch(ih_server *s, const char *config);
 /* SIGTERM, wait up to 20 s, record the exit status. Returns exit_code.
  * A non-zero exit, or a password, hash, secret or access token found in
  * the server log, is counted for ih_failed_servers(). */

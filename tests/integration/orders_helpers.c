@@ -8,18 +8,13 @@
 #include "orders_helpers.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define START_TIMEOUT_MS 10000
 #define POLL_STEP_MS 10
 #define CLIENT_TIMEOUT_MS 15000
 
@@ -36,14 +31,14 @@ void oh_pause_ms(int ms)
 
 /* ---- server ---------------------------------------------------------------- */
 
-static void write_config(const char *path, const char *build_dir, const char *worker,
-                         const char *backends)
+/* The whole order flow: every module, the three built-in steps, the given
+ * queue_worker settings and storage/queue groups (owned by the harness).
+ * 40 HTTP threads: the concurrency suite keeps 16 keep-alive clients plus
+ * the main thread's connection busy at once (thread per connection). */
+static const char *order_flow_config(const char *build_dir, const char *worker,
+                                     const char *backends)
 {
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
-    /* 40 HTTP threads: the concurrency suite keeps 16 keep-alive clients
-     * plus the main thread's connection busy at once (thread per connection). */
-    fprintf(f,
+    return ih_printf(
             "server: { listen = \"127.0.0.1:0\"; threads = 40; max_body_bytes = %d;"
             " keep_alive_timeout_ms = 1000; log_level = \"info\"; };\n"
             "modules: { directory = \"%s/modules\";"
@@ -60,61 +55,6 @@ static void write_config(const char *path, const char *build_dir, const char *wo
             "queue_worker: { %s };\n",
             IH_MAX_BODY, build_dir, backends, IH_JWT_SECRET, IH_ADMIN_EMAIL,
             IH_ADMIN_PASSWORD, worker ? worker : DEFAULT_WORKER);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-/* In the child: the same environment and wrapper handling as harness.c. */
-static void exec_server(const char *bin, const char *cfg, const char *log_path)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test runner */
-    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (log_fd < 0 || null_fd < 0)
-        _exit(126);
-    dup2(null_fd, STDIN_FILENO);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    unsetenv("PORT");
-    unsetenv("JWT_SECRET");
-    unsetenv("ORDERD_ADMIN_EMAIL");
-    unsetenv("ORDERD_ADMIN_PASSWORD");
-    char *argv[32];
-    size_t argc = 0;
-    char *wrapper = getenv("ORDERD_TEST_WRAPPER");
-    for (char *save = NULL, *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL;
-         w && argc < 28; w = strtok_r(NULL, " ", &save))
-        argv[argc++] = w;
-    argv[argc++] = (char *)bin;
-    argv[argc++] = "-c";
-    argv[argc++] = (char *)cfg;
-    argv[argc] = NULL;
-    execvp(argv[0], argv);
-    _exit(127);
-}
-
-/* The port of the "listening on http://127.0.0.1:PORT" line, 0 if none yet. */
-static int port_from_log(const char *log_path)
-{
-    FILE *f = fopen(log_path, "r");
-    if (!f)
-        return 0;
-    char line[1024];
-    int port = 0;
-    while (!port && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "listening on http");
-        const char *host = p ? strstr(p, "127.0.0.1:") : NULL;
-        long v = host ? strtol(host + strlen("127.0.0.1:"), NULL, 10) : 0;
-        port = v > 0 && v < 65536 ? (int)v : 0;
-    }
-    fclose(f);
-    return port;
-}
-
-static int start_timeout_ms(void)
-{
-    const char *v = getenv("ORDERD_TEST_START_MS");
-    long ms = v ? strtol(v, NULL, 10) : 0;
-    return ms > 0 && ms < 600000 ? (int)ms : START_TIMEOUT_MS;
 }
 
 void oh_server_start(ih_server *s, const char *worker)
@@ -128,38 +68,8 @@ void oh_server_start_with(ih_server *s, const char *worker, const char *backends
 {
     const char *build = getenv("ORDERD_BUILD_DIR");
     ck_assert_msg(build != NULL, "ORDERD_BUILD_DIR is not set (run through ctest)");
-    char bin[512], cfg[256];
-    snprintf(bin, sizeof bin, "%s/orderd", build);
-    ck_assert_msg(access(bin, X_OK) == 0, "%s is missing: build the orderd target", bin);
-
     memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "/tmp/orderd-integ-XXXXXX");
-    ck_assert_msg(mkdtemp(s->dir) != NULL, "mkdtemp: %s", strerror(errno));
-    snprintf(cfg, sizeof cfg, "%s/orderd.conf", s->dir);
-    snprintf(s->log_path, sizeof s->log_path, "%s/orderd.log", s->dir);
-    write_config(cfg, build, worker, backends);
-
-    fflush(NULL);
-    s->pid = fork();
-    ck_assert_int_ge(s->pid, 0);
-    if (s->pid == 0)
-        exec_server(bin, cfg, s->log_path);
-
-    int64_t deadline = ih_monotonic_ms() + start_timeout_ms();
-    while (ih_monotonic_ms() < deadline && ih_server_alive(s)) {
-        s->port = port_from_log(s->log_path);
-        if (s->port)
-            return;
-        oh_pause_ms(POLL_STEP_MS);
-    }
-    ih_dump_log(s);
-    if (s->pid > 0) {
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-    ck_abort_msg("orderd did not log 'listening on' within %d ms (log %s)", start_timeout_ms(),
-                 s->log_path);
+    ih_server_launch(s, order_flow_config(build, worker, backends));
 }
 
 /* ---- main-thread shortcuts -------------------------------------------------- */

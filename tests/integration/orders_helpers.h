@@ -2,11 +2,11 @@
  * tests/integration/orders_helpers.h - what the products, orders and
  * concurrency suites need beyond harness.h.
  *
- * 1. A server with the whole order flow loaded. ih_server_start() writes a
- *    config whose modules.load is auth and users only, and libconfig refuses
- *    a second `modules` group in `extra`; so oh_server_start() writes its own
- *    config (same test credentials and cheap argon2) and fills an ih_server
- *    that every harness call, ih_server_stop() included, accepts.
+ * 1. A server with the whole order flow loaded. ih_server_start()'s config
+ *    loads auth and users only, and libconfig refuses a second `modules`
+ *    group in `extra`; so oh_server_start() writes the whole config (same
+ *    test credentials and cheap argon2) and starts it with
+ *    ih_server_launch().
  * 2. Short catalogue/order calls for the main thread (they ck_assert).
  * 3. oh_client: one curl handle for one worker thread. The harness is
  *    single-threaded and ck_assert must not run off the main thread, so a

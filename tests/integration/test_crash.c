@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +48,6 @@
 #define ORDER_PAUSE_MS 30      /* pacing between one client's orders */
 #define RETRY_PAUSE_MS 25      /* between retries of one key */
 #define KEY_DEADLINE_MS 40000  /* a key still unanswered after this is a failure */
-#define START_TIMEOUT_MS 20000 /* sanitizer builds start slowly */
 #define SETTLE_TIMEOUT_MS 40000
 #define HTTP_TIMEOUT_MS 10000
 
@@ -76,11 +74,10 @@ static void pause_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static void write_config(const char *path, const char *durability)
+/* The config for one start on C.db (owned by the harness). */
+static const char *crash_config(const char *durability)
 {
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
-    fprintf(f,
+    return ih_printf(
             "server: { listen = \"127.0.0.1:0\"; threads = 32; max_body_bytes = %d;"
             " log_level = \"info\"; keep_alive_timeout_ms = 500; };\n"
             "modules: { directory = \"%s/modules\";"
@@ -99,25 +96,6 @@ static void write_config(const char *path, const char *durability)
             IH_MAX_BODY, getenv("ORDERD_BUILD_DIR"), C.db, durability, C.db, durability,
             IH_JWT_SECRET, IH_ADMIN_EMAIL, IH_ADMIN_PASSWORD, VISIBILITY_MS, SWEEP_INTERVAL_MS,
             SWEEP_AFTER_MS);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static void exec_server(const char *bin, const char *cfg, const char *log_path)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the runner */
-    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (log_fd < 0 || null_fd < 0)
-        _exit(126);
-    dup2(null_fd, STDIN_FILENO);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    unsetenv("PORT"); /* the environment overrides config keys */
-    unsetenv("JWT_SECRET");
-    unsetenv("ORDERD_ADMIN_EMAIL");
-    unsetenv("ORDERD_ADMIN_PASSWORD");
-    execl(bin, bin, "-c", cfg, (char *)NULL);
-    _exit(127);
 }
 
 static char *slurp(const char *path)
@@ -137,43 +115,17 @@ static char *slurp(const char *path)
     return buf;
 }
 
-/* The port of "listening on http://127.0.0.1:PORT" (slashes may be escaped). */
-static int port_in_log(const char *path)
-{
-    char *log = slurp(path);
-    const char *p = log ? strstr(log, "listening on http") : NULL;
-    const char *host = p ? strstr(p, "127.0.0.1:") : NULL;
-    long port = host ? strtol(host + strlen("127.0.0.1:"), NULL, 10) : 0;
-    free(log);
-    return port > 0 && port < 65536 ? (int)port : 0;
-}
-
 static void log_path_of(int start, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/orderd-%d.log", C.srv.dir, start);
 }
 
-/* Start orderd on C.db and wait for its listening line. */
+/* Start orderd on C.db, in the same dir, with a fresh log per start. */
 static void server_start(const char *durability)
 {
-    char bin[512], cfg[192];
-    snprintf(bin, sizeof bin, "%s/orderd", getenv("ORDERD_BUILD_DIR"));
-    snprintf(cfg, sizeof cfg, "%s/orderd.conf", C.srv.dir);
     ck_assert_int_lt(C.starts, MAX_STARTS);
     log_path_of(++C.starts, C.srv.log_path, sizeof C.srv.log_path);
-    write_config(cfg, durability);
-    fflush(NULL);
-    C.srv.pid = fork();
-    ck_assert_int_ge(C.srv.pid, 0);
-    if (C.srv.pid == 0)
-        exec_server(bin, cfg, C.srv.log_path);
-    int64_t deadline = ih_monotonic_ms() + START_TIMEOUT_MS;
-    while ((C.srv.port = port_in_log(C.srv.log_path)) == 0 && ih_monotonic_ms() < deadline &&
-           ih_server_alive(&C.srv))
-        pause_ms(10);
-    if (C.srv.port == 0)
-        ih_dump_log(&C.srv);
-    ck_assert_msg(C.srv.port != 0, "start %d (%s): no listening line", C.starts, durability);
+    ih_server_launch(&C.srv, crash_config(durability));
     C.last_start_ms = ih_monotonic_ms();
     ih_reset_connection(); /* the main thread's keep-alive went with the old process */
     atomic_store(&C.port, C.srv.port);
