@@ -40,9 +40,14 @@ typedef struct abi_sizes {
 } abi_sizes;
 
 static const abi_sizes sizes_by_minor[] = {
-    /* 1.0 */ {sizeof(od_module_desc), sizeof(od_storage_ops), sizeof(od_queue_ops),
+    /* 1.0 */ {sizeof(od_module_desc), offsetof(od_storage_ops, put_batch),
+               offsetof(od_queue_ops, store), sizeof(od_step_ops)},
+    /* 1.1 */ {sizeof(od_module_desc), sizeof(od_storage_ops), sizeof(od_queue_ops),
                sizeof(od_step_ops)},
 };
+
+_Static_assert(sizeof(sizes_by_minor) / sizeof(sizes_by_minor[0]) == OD_ABI_MINOR + 1,
+               "one sizes_by_minor row per ABI minor");
 
 static const char *const kind_names[] = {NULL, "service", "storage", "queue", "step"};
 

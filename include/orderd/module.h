@@ -41,6 +41,7 @@
 #ifndef ORDERD_MODULE_H
 #define ORDERD_MODULE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "orderd/status.h"
 
@@ -51,9 +52,17 @@ extern "C" {
 #define OD_MODULE_MAGIC 0x4d44524fu /* "ORDM" little-endian */
 
 /* ABI version. Major changes break every module; minor only appends.
- * 1.0: initial. */
+ * 1.0: initial.
+ * 1.1: optional storage put_batch/store and queue store/notify: an atomic
+ *      multi-document write that can carry a queue message (storage.h). */
 #define OD_ABI_MAJOR 1
-#define OD_ABI_MINOR 0
+#define OD_ABI_MINOR 1
+
+/* 1 when a size-prefixed ops table has the optional member `m` set. A module
+ * built against an older minor has a shorter table, so test before calling:
+ *     if (OD_HAS_OP(od_storage_ops, st->ops, put_batch)) ... */
+#define OD_HAS_OP(type, ops, m)                                                                    \
+    ((ops)->size >= offsetof(type, m) + sizeof((ops)->m) && (ops)->m != NULL)
 
 #define OD_ENTRY_SYMBOL "od_module_entry"
 

@@ -74,6 +74,18 @@ typedef struct od_queue_ops {
 
     /* Cheap liveness check for /health. */
     od_status (*ping)(void *self);
+
+    /* ---- ABI 1.1: optional, NULL when the backend cannot; test with
+     * OD_HAS_OP(od_queue_ops, ops, member) ---- */
+
+    /* The store this queue keeps its messages in, as od_storage_ops.store
+     * describes; a storage backend with the same string may enqueue on this
+     * queue inside its own transactions (put_batch). notify is then set too. */
+    const char *(*store)(void *self);
+    /* Messages were committed to lane by another module's transaction in
+     * the shared store: wake the receivers waiting on that lane. Any thread;
+     * never blocks for long. */
+    void (*notify)(void *self, uint32_t lane);
     /* append new members below this line only */
 } od_queue_ops;
 

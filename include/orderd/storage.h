@@ -36,6 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "orderd/status.h"
+#include "orderd/module.h"
+#include "orderd/queue.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,6 +85,35 @@ typedef struct od_page {
 #define OD_PUT_IF_ABSENT  1 /* create only; key exists -> OD_ERR_EXISTS */
 #define OD_PUT_IF_VERSION 2 /* replace only if current version == expected; else OD_ERR_CONFLICT,
                                missing -> OD_ERR_NOT_FOUND */
+
+/* One document write of put_batch(): put()'s arguments. */
+typedef struct od_put {
+    uint32_t size;                /* sizeof(od_put) */
+    uint32_t cond;                /* OD_PUT_* */
+    const char *table;
+    const char *key;
+    const char *body;
+    size_t len;
+    const od_index_value *idx;    /* n_idx values, as for put() */
+    size_t n_idx;
+    uint64_t expected;            /* for OD_PUT_IF_VERSION */
+    /* append new members below this line only */
+} od_put;
+
+/* A queue message put_batch() enqueues in the same transaction: send()'s
+ * arguments plus the queue it is for. */
+typedef struct od_outbox {
+    uint32_t size;                /* sizeof(od_outbox) */
+    uint32_t lane;                /* OD_LANE_* */
+    const od_queue *queue;        /* host->queue(): must share this backend's store */
+    const char *body;             /* 1..OD_MESSAGE_MAX bytes */
+    size_t len;
+    uint32_t delay_ms;            /* 0..900000 */
+    /* append new members below this line only */
+} od_outbox;
+
+#define OD_BATCH_MAX 16 /* puts per put_batch() */
+#define OD_BATCH_NONE ((size_t)-1) /* put_batch()'s *failed when no one put failed */
 
 /* Validation every backend applies to its arguments (static inline: no ABI
  * surface). Each walks at most its limit + 1 bytes. */
@@ -183,6 +214,34 @@ typedef struct od_storage_ops {
 
     /* Cheap liveness check for /health. OD_OK or OD_ERR_UNAVAILABLE. */
     od_status (*ping)(void *self);
+
+    /* ---- ABI 1.1: optional, NULL when the backend cannot; test with
+     * OD_HAS_OP(od_storage_ops, ops, member) ---- */
+
+    /* Write puts[0..n) all or nothing: every put as put() would (same
+     * conditions, validation and errors), in one transaction. n is
+     * 1..OD_BATCH_MAX and no two puts name the same (table, key)
+     * (OD_ERR_INVALID). When msg is not NULL its message is enqueued in the
+     * same transaction, so the documents and the message exist together or
+     * not at all. A backend can do that only for a queue keeping its
+     * messages in the same store (store() below equals the queue's
+     * store()); for any other queue it returns OD_ERR_UNSUPPORTED and
+     * writes nothing: put the documents without msg and send() yourself.
+     * After a commit that carried a message the backend calls
+     * msg->queue->ops->notify() so waiting receivers see it at once.
+     * versions: NULL, or n slots for the versions written.
+     * *failed (may be NULL): the index of the put whose condition or unique
+     * index value failed (OD_ERR_EXISTS / _CONFLICT / _NOT_FOUND), else
+     * OD_BATCH_NONE. Any thread; blocks like put(). */
+    od_status (*put_batch)(void *self, const od_put *const *puts, size_t n, const od_outbox *msg,
+                           uint64_t *versions, size_t *failed);
+
+    /* The store this backend writes to, as an opaque string naming the
+     * technology and the place (storage_sqlite: "sqlite:" + the database
+     * file's real path); owned by the backend, valid until destroy. A
+     * storage and a queue backend whose store strings are equal share a
+     * transaction: put_batch() can carry that queue's messages. */
+    const char *(*store)(void *self);
     /* append new members below this line only */
 } od_storage_ops;
 

@@ -124,19 +124,29 @@ od_status odo_load(const odo_ctx *c, const char *order_id, json_object **doc, ui
     return OD_OK;
 }
 
-od_status odo_store(const odo_ctx *c, json_object *doc, uint32_t cond, uint64_t expected,
-                    uint64_t *new_version)
+od_status odo_put_of(json_object *doc, uint32_t cond, uint64_t expected, odo_put *out)
 {
-    od_index_value idx[] = {
-        {ODO_INDEX_CUSTOMER, odo_str(doc, "customerId")},
-        {ODO_INDEX_STATUS, odo_str(doc, "status")},
-    };
     size_t len = 0;
     const char *text = odo_json_text(doc, &len);
     if (text == NULL)
         return OD_ERR_NOMEM;
-    return c->storage->ops->put(c->storage->self, ODO_TABLE_ORDERS, odo_str(doc, "id"), text, len,
-                                idx, sizeof idx / sizeof idx[0], cond, expected, new_version);
+    out->idx[0] = (od_index_value){ODO_INDEX_CUSTOMER, odo_str(doc, "customerId")};
+    out->idx[1] = (od_index_value){ODO_INDEX_STATUS, odo_str(doc, "status")};
+    out->put = (od_put){.size = sizeof(od_put), .cond = cond, .table = ODO_TABLE_ORDERS,
+                        .key = odo_str(doc, "id"), .body = text, .len = len, .idx = out->idx,
+                        .n_idx = ODO_N_INDEXES, .expected = expected};
+    return OD_OK;
+}
+
+od_status odo_store(const odo_ctx *c, json_object *doc, uint32_t cond, uint64_t expected,
+                    uint64_t *new_version)
+{
+    odo_put p;
+    od_status s = odo_put_of(doc, cond, expected, &p);
+    if (s != OD_OK)
+        return s;
+    return c->storage->ops->put(c->storage->self, p.put.table, p.put.key, p.put.body, p.put.len,
+                                p.put.idx, p.put.n_idx, cond, expected, new_version);
 }
 
 od_status odo_set_status(json_object *doc, const char *status, const char *reason, int64_t now_ms)

@@ -58,6 +58,16 @@ int odo_status_valid(const char *status);
  * order. */
 od_status odo_load(const odo_ctx *c, const char *order_id, json_object **doc, uint64_t *version);
 
+/* An order's write as an od_put, for a storage put_batch: body and index
+ * values borrow from doc (valid until doc changes or is put); put.idx
+ * points into the struct itself, so fill it in place, don't copy it. */
+#define ODO_N_INDEXES 2
+typedef struct odo_put {
+    od_put put;
+    od_index_value idx[ODO_N_INDEXES];
+} odo_put;
+od_status odo_put_of(json_object *doc, uint32_t cond, uint64_t expected, odo_put *out);
+
 /* Write an order with its index values (customer, status) under cond
  * (OD_PUT_*). Storage statuses pass through. */
 od_status odo_store(const odo_ctx *c, json_object *doc, uint32_t cond, uint64_t expected,

@@ -43,6 +43,8 @@ typedef struct orders {
     od_module *mod;
     odo_ctx db;
     const od_queue *queue;
+    int batch;       /* storage has put_batch: record + order in one transaction */
+    int shared;      /* ... and the queue message too (storage and queue share a store) */
     size_t max_items;
     od_metric *created_normal, *created_high;
     od_metric *entered_pending, *entered_cancelled;
@@ -389,12 +391,23 @@ static json_object *order_doc_new(orders *o, const char *customer_id, const char
     return doc;
 }
 
+#define ORDER_MESSAGE_MAX (OD_ID_MAX + 32)
+
+static size_t order_message(const char *order_id, char *msg)
+{
+    return (size_t)snprintf(msg, ORDER_MESSAGE_MAX, "{\"orderId\":\"%s\"}", order_id);
+}
+
+static uint32_t order_lane(int high)
+{
+    return high ? OD_LANE_PRIORITY : OD_LANE_NORMAL;
+}
+
 static od_status enqueue(orders *o, const char *order_id, int high)
 {
-    char msg[OD_ID_MAX + 32];
-    int n = snprintf(msg, sizeof msg, "{\"orderId\":\"%s\"}", order_id);
-    return o->queue->ops->send(o->queue->self, high ? OD_LANE_PRIORITY : OD_LANE_NORMAL, msg,
-                               (size_t)n, 0, NULL);
+    char msg[ORDER_MESSAGE_MAX];
+    size_t n = order_message(order_id, msg);
+    return o->queue->ops->send(o->queue->self, order_lane(high), msg, n, 0, NULL);
 }
 
 /* ---- idempotency records ---- */
@@ -432,16 +445,22 @@ static od_status idem_find(orders *o, const char *key, idem_record *rec)
     return s;
 }
 
-/* Claim the key for order_id: OD_ERR_EXISTS when another request has it. */
-static od_status idem_claim(orders *o, const char *key, const char *order_id, const char *hash)
+/* What a new order claims under its Idempotency-Key. */
+typedef struct idem_claim {
+    const char *key;  /* "<customer>:<Idempotency-Key>" */
+    const char *hash; /* of the canonical request */
+    char body[256];   /* the record, filled by idem_body() */
+    size_t len;
+} idem_claim;
+
+static void idem_body(orders *o, idem_claim *claim, const char *order_id)
 {
-    char at[ODM_TIME_LEN + 1], body[256];
+    char at[ODM_TIME_LEN + 1];
     odm_iso8601(o->host->now_ms(), at);
-    int n = snprintf(body, sizeof body,
+    int n = snprintf(claim->body, sizeof claim->body,
                      "{\"orderId\":\"%s\",\"requestHash\":\"%s\",\"createdAt\":\"%s\"}", order_id,
-                     hash, at);
-    return o->db.storage->ops->put(o->db.storage->self, ODO_TABLE_IDEMPOTENCY, key, body, (size_t)n,
-                                   NULL, 0, OD_PUT_IF_ABSENT, 0, NULL);
+                     claim->hash, at);
+    claim->len = (size_t)n;
 }
 
 static void idem_forget(orders *o, const char *key)
@@ -462,45 +481,128 @@ static od_status reply_replayed(orders *o, od_request *req, json_object *doc)
     return reply_order(o, req, 200, "Order already created", doc, 0);
 }
 
-/* Store the priced order under order_id and queue it. The order only
- * exists if it is queued: when the send fails it is removed again. */
+/* Which write of a new order found its key taken (OD_ERR_EXISTS). */
+enum { TAKEN_NONE, TAKEN_KEY, TAKEN_ORDER };
+
+/* An order that could not be queued must not exist: remove it and its
+ * claim, so a retry with the same key creates it afresh. */
+static od_status unstore_unqueued(orders *o, const char *order_id, uint64_t version,
+                                  const idem_claim *claim, od_status why)
+{
+    o->host->log(o->mod, OD_LOG_WARN, "order %s not queued (%s): removed", order_id,
+                 od_status_str(why));
+    od_status ds = o->db.storage->ops->del(o->db.storage->self, ODO_TABLE_ORDERS, order_id, version);
+    if (ds != OD_OK)
+        o->host->log(o->mod, OD_LOG_ERROR, "cannot remove unqueued order %s: %s", order_id,
+                     od_status_str(ds));
+    idem_forget(o, claim ? claim->key : NULL);
+    return OD_ERR_UNAVAILABLE;
+}
+
+/* Without put_batch: the claim, then the order, then the message; each
+ * later failure undoes the earlier writes. A crash between them leaves a
+ * claim without an order (replay() heals it) or an unqueued order (the
+ * queue worker's sweeper queues it). */
+static od_status store_in_steps(orders *o, json_object *doc, const char *order_id, int high,
+                                const idem_claim *claim, uint64_t *version, int *taken)
+{
+    const od_storage *st = o->db.storage;
+    od_status s = OD_OK;
+    if (claim && (s = st->ops->put(st->self, ODO_TABLE_IDEMPOTENCY, claim->key, claim->body,
+                                   claim->len, NULL, 0, OD_PUT_IF_ABSENT, 0, NULL)) != OD_OK) {
+        *taken = s == OD_ERR_EXISTS ? TAKEN_KEY : TAKEN_NONE;
+        return s;
+    }
+    s = odo_store(&o->db, doc, OD_PUT_IF_ABSENT, 0, version);
+    if (s == OD_ERR_EXISTS)
+        *taken = TAKEN_ORDER;
+    if (s != OD_OK) {
+        idem_forget(o, claim ? claim->key : NULL);
+        return s;
+    }
+    s = enqueue(o, order_id, high);
+    return s == OD_OK ? OD_OK : unstore_unqueued(o, order_id, *version, claim, s);
+}
+
+/* With put_batch: the claim and the order in one transaction, and the
+ * queue message in it too when the queue shares the storage's store
+ * (docs/sqlite.md); else the message is sent after the commit. */
+static od_status store_in_batch(orders *o, json_object *doc, const char *order_id, int high,
+                                const idem_claim *claim, uint64_t *version, int *taken)
+{
+    const od_storage *st = o->db.storage;
+    od_put key_put = {.size = sizeof(od_put), .cond = OD_PUT_IF_ABSENT,
+                      .table = ODO_TABLE_IDEMPOTENCY, .key = claim ? claim->key : NULL,
+                      .body = claim ? claim->body : NULL, .len = claim ? claim->len : 0};
+    odo_put order_put;
+    od_status s = odo_put_of(doc, OD_PUT_IF_ABSENT, 0, &order_put);
+    if (s != OD_OK)
+        return s;
+    const od_put *puts[2] = {&order_put.put, &key_put};
+    size_t n = claim ? 2 : 1, failed = OD_BATCH_NONE;
+    uint64_t versions[2] = {0, 0};
+    char msg[ORDER_MESSAGE_MAX];
+    od_outbox box = {.size = sizeof box, .lane = order_lane(high), .queue = o->queue,
+                     .body = msg, .len = order_message(order_id, msg)};
+    s = st->ops->put_batch(st->self, puts, n, o->shared ? &box : NULL, versions, &failed);
+    if (s == OD_ERR_EXISTS)
+        *taken = failed == 0 ? TAKEN_ORDER : failed == 1 ? TAKEN_KEY : TAKEN_NONE;
+    if (s != OD_OK)
+        return s;
+    *version = versions[0];
+    if (o->shared || (s = enqueue(o, order_id, high)) == OD_OK)
+        return OD_OK;
+    return unstore_unqueued(o, order_id, *version, claim, s);
+}
+
+static od_status reply_created(orders *o, od_request *req, const order_request *rq,
+                               json_object *doc)
+{
+    o->host->metric_add(rq->high ? o->created_high : o->created_normal, 1);
+    o->host->metric_add(o->entered_pending, 1);
+    return reply_order(o, req, 201, "Order created", doc, 0);
+}
+
+/* A retry healing this key's record wrote the order first: that one is queued. */
+static od_status reply_existing(orders *o, od_request *req, const char *order_id)
+{
+    json_object *doc = NULL;
+    uint64_t version = 0;
+    od_status s = odo_load(&o->db, order_id, &doc, &version);
+    s = s == OD_OK ? reply_replayed(o, req, doc) : odm_reply_status(o->host, req, s);
+    json_object_put(doc);
+    return s;
+}
+
+static od_status replay_key(orders *o, od_request *req, const char *customer_id, const char *key,
+                            order_request *rq);
+
+/* Store the priced order under order_id, with its Idempotency-Key claim
+ * when given, and queue it. The order only exists if it is queued. */
 static od_status commit_order(orders *o, od_request *req, const char *customer_id,
-                              const char *order_id, const order_request *rq, const char *idem_key)
+                              const char *order_id, order_request *rq, idem_claim *claim)
 {
     json_object *doc = order_doc_new(o, customer_id, order_id, rq);
     uint64_t version = 0;
+    int taken = TAKEN_NONE;
     if (doc == NULL)
         return OD_ERR_NOMEM;
-    od_status s = odo_store(&o->db, doc, OD_PUT_IF_ABSENT, 0, &version);
-    if (s == OD_ERR_EXISTS) {
-        /* A retry healing this key's record wrote it first: that one is queued. */
-        json_object_put(doc);
-        doc = NULL;
-        s = odo_load(&o->db, order_id, &doc, &version);
-        s = s == OD_OK ? reply_replayed(o, req, doc) : odm_reply_status(o->host, req, s);
+    if (claim)
+        idem_body(o, claim, order_id);
+    od_status s = o->batch ? store_in_batch(o, doc, order_id, rq->high, claim, &version, &taken)
+                           : store_in_steps(o, doc, order_id, rq->high, claim, &version, &taken);
+    if (s == OD_OK) {
+        s = reply_created(o, req, rq, doc);
         json_object_put(doc);
         return s;
     }
-    if (s == OD_OK && (s = enqueue(o, order_id, rq->high)) != OD_OK) {
-        o->host->log(o->mod, OD_LOG_WARN, "order %s not queued (%s): removed", order_id,
-                     od_status_str(s));
-        od_status ds =
-            o->db.storage->ops->del(o->db.storage->self, ODO_TABLE_ORDERS, order_id, version);
-        if (ds != OD_OK)
-            o->host->log(o->mod, OD_LOG_ERROR, "cannot remove unqueued order %s: %s", order_id,
-                         od_status_str(ds));
-        s = OD_ERR_UNAVAILABLE;
-    }
-    if (s != OD_OK) {
-        idem_forget(o, idem_key);
-        json_object_put(doc);
-        return odm_reply_status(o->host, req, s);
-    }
-    o->host->metric_add(rq->high ? o->created_high : o->created_normal, 1);
-    o->host->metric_add(o->entered_pending, 1);
-    s = reply_order(o, req, 201, "Order created", doc, 0);
     json_object_put(doc);
-    return s;
+    if (s != OD_ERR_EXISTS || taken == TAKEN_NONE)
+        return odm_reply_status(o->host, req, s);
+    if (taken == TAKEN_ORDER)
+        return reply_existing(o, req, order_id);
+    /* Another request claimed the key between our look and our write. */
+    return replay_key(o, req, customer_id, claim->key, rq);
 }
 
 /* Price the lines; on failure the reply (404 for an unknown product) has
@@ -566,6 +668,16 @@ static od_status replay(orders *o, od_request *req, const char *customer_id, con
     }
 }
 
+static od_status replay_key(orders *o, od_request *req, const char *customer_id, const char *key,
+                            order_request *rq)
+{
+    idem_record rec;
+    od_status s = idem_find(o, key, &rec);
+    if (s == OD_OK)
+        return replay(o, req, customer_id, &rec, rq);
+    return odm_reply_status(o->host, req, s == OD_ERR_NOT_FOUND ? OD_ERR_UNAVAILABLE : s);
+}
+
 static od_status create_idempotent(orders *o, od_request *req, const char *customer_id,
                                    const char *key, order_request *rq)
 {
@@ -586,12 +698,8 @@ static od_status create_idempotent(orders *o, od_request *req, const char *custo
     s = price_or_reply(o, req, rq, &replied);
     if (replied)
         return s;
-    s = idem_claim(o, idem_key, order_id, rq->hash);
-    if (s == OD_ERR_EXISTS && (s = idem_find(o, idem_key, &rec)) == OD_OK)
-        return replay(o, req, customer_id, &rec, rq);
-    if (s != OD_OK)
-        return odm_reply_status(o->host, req, s);
-    return commit_order(o, req, customer_id, order_id, rq, idem_key);
+    idem_claim claim = {.key = idem_key, .hash = rq->hash};
+    return commit_order(o, req, customer_id, order_id, rq, &claim);
 }
 
 static od_status h_create(void *self, od_request *req)
@@ -882,6 +990,26 @@ static od_status read_config(orders *o)
     return s;
 }
 
+/* Decide once, here, how a new order is written (module state is read-only
+ * afterwards), and tell the operator. */
+static void detect_transactions(orders *o)
+{
+    const od_storage_ops *st = o->db.storage->ops;
+    const od_queue_ops *q = o->queue->ops;
+    o->batch = OD_HAS_OP(od_storage_ops, st, put_batch);
+    const char *st_store = OD_HAS_OP(od_storage_ops, st, store) ? st->store(o->db.storage->self) : NULL;
+    const char *q_store = OD_HAS_OP(od_queue_ops, q, store) ? q->store(o->queue->self) : NULL;
+    o->shared = o->batch && st_store && q_store && strcmp(st_store, q_store) == 0;
+    if (o->shared)
+        o->host->log(o->mod, OD_LOG_INFO,
+                     "new orders: order, Idempotency-Key record and queue message in one "
+                     "transaction (storage and queue share %s)", st_store);
+    else
+        o->host->log(o->mod, OD_LOG_INFO, "new orders: %s, then the queue message",
+                     o->batch ? "order and Idempotency-Key record in one transaction"
+                              : "Idempotency-Key record, then the order");
+}
+
 static od_status orders_init(const od_host_api *host, od_module *mod, void **self)
 {
     orders *o = host->calloc(1, sizeof *o);
@@ -898,6 +1026,8 @@ static od_status orders_init(const od_host_api *host, od_module *mod, void **sel
     }
     if (s == OD_OK)
         s = read_config(o);
+    if (s == OD_OK)
+        detect_transactions(o);
     if (s == OD_OK)
         s = define_tables(o);
     if (s == OD_OK)

@@ -26,6 +26,9 @@
  * least every QS_RECHECK_MS (another process may send to the same file) and
  * when the earliest hidden message becomes visible. stop() wakes every
  * waiter; afterwards send and receive return OD_ERR_CLOSED.
+ * Shared file: store() names the file ("sqlite:" + real path); a
+ * storage_sqlite on the same file inserts messages in its own transactions
+ * (put_batch) and calls notify(), which wakes the lane like a send.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,7 +42,6 @@
 
 #include "odsql.h"
 
-#define QS_MAX_DELAY_MS 900000
 #define QS_MAX_WAIT_MS 20000
 #define QS_MAX_VISIBILITY_MS (12 * 3600 * 1000) /* SQS's limit */
 #define QS_RECHECK_MS 150
@@ -48,11 +50,7 @@
 #define QS_RECEIPT_MAX (QS_ID_MAX + 1 + 2 * QS_RANDOM_BYTES)
 #define QS_SCHEMA_VERSION 1
 
-static const char SCHEMA_V1[] =
-    "CREATE TABLE messages(id INTEGER PRIMARY KEY AUTOINCREMENT, lane INTEGER NOT NULL,"
-    " body BLOB NOT NULL, visible_at_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL,"
-    " receipt TEXT, sent_ms INTEGER NOT NULL);"
-    "CREATE INDEX messages_by_visibility ON messages(lane, visible_at_ms, id);";
+static const char SCHEMA_V1[] = ODSQL_MESSAGES_SCHEMA_V1;
 static const char *const SCHEMA_STEPS[QS_SCHEMA_VERSION] = {SCHEMA_V1};
 
 enum {
@@ -69,8 +67,7 @@ enum {
 };
 
 static const char *const SQL[ST_COUNT] = {
-    [ST_SEND] = "INSERT INTO messages(lane, body, visible_at_ms, receive_count, receipt, sent_ms)"
-                " VALUES(?1, ?2, ?3, 0, NULL, ?4)",
+    [ST_SEND] = ODSQL_MESSAGE_INSERT,
     [ST_NEXT] = "SELECT visible_at_ms FROM messages WHERE lane = ?1"
                 " ORDER BY visible_at_ms, id LIMIT 1",
     [ST_PICK] = "SELECT id FROM messages WHERE lane = ?1 AND visible_at_ms <= ?2"
@@ -182,10 +179,7 @@ static int64_t receipt_id(const char *receipt)
 /* ---- send ---- */
 
 typedef struct send_args {
-    uint32_t lane;
-    const char *body;
-    size_t len;
-    int64_t visible_at, sent_ms;
+    odsql_message m;
     int64_t id; /* out */
 } send_args;
 
@@ -199,15 +193,7 @@ static od_status send_txn(odsql_conn *c, void *arg)
 {
     send_args *a = arg;
     sqlite3_stmt *st = odsql_stmt(c, ST_SEND);
-    if (!st)
-        return OD_ERR_INTERNAL;
-    sqlite3_bind_int(st, 1, (int)a->lane);
-    sqlite3_bind_blob64(st, 2, a->body, a->len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, a->visible_at);
-    sqlite3_bind_int64(st, 4, a->sent_ms);
-    od_status s = run(c, st);
-    a->id = sqlite3_last_insert_rowid(c->db);
-    return s;
+    return st ? odsql_message_insert(c, st, &a->m, &a->id) : OD_ERR_INTERNAL;
 }
 
 static char *id_string(const od_host_api *h, int64_t id)
@@ -224,7 +210,7 @@ static od_status qs_send(void *self, uint32_t lane, const char *body, size_t len
     od_status s = OD_OK;
     if (id_out)
         *id_out = NULL;
-    if (lane >= OD_LANE_COUNT || !body || len == 0 || delay_ms > QS_MAX_DELAY_MS)
+    if (lane >= OD_LANE_COUNT || !body || len == 0 || delay_ms > ODSQL_MAX_DELAY_MS)
         return OD_ERR_INVALID;
     if (len > OD_MESSAGE_MAX)
         return OD_ERR_TOO_LARGE;
@@ -234,7 +220,7 @@ static od_status qs_send(void *self, uint32_t lane, const char *body, size_t len
     if (!c)
         return s;
     int64_t now = q->host->now_ms();
-    send_args a = {lane, body, len, now + delay_ms, now, 0};
+    send_args a = {{lane, body, len, now + delay_ms, now}, 0};
     s = odsql_write(c, send_txn, &a);
     if (s != OD_OK)
         return s;
@@ -522,6 +508,23 @@ static od_status qs_ping(void *self)
     return c && odsql_read(c, ping_read, NULL) == OD_OK ? OD_OK : OD_ERR_UNAVAILABLE;
 }
 
+/* ---- the shared store (storage_sqlite's put_batch) ---- */
+
+static const char *qs_store(void *self)
+{
+    qs *q = self;
+    return q->db.store;
+}
+
+/* storage_sqlite committed a message to our table: wake the lane's long
+ * polls now rather than at their next QS_RECHECK_MS look. */
+static void qs_notify(void *self, uint32_t lane)
+{
+    qs *q = self;
+    if (lane < OD_LANE_COUNT)
+        lane_wake(&q->lanes[lane]);
+}
+
 /* ---- lifecycle ---- */
 
 static void lanes_destroy(qs *q, size_t n)
@@ -603,6 +606,8 @@ static const od_queue_ops OPS = {
     .change_visibility = qs_change_visibility,
     .depth = qs_depth,
     .ping = qs_ping,
+    .store = qs_store,
+    .notify = qs_notify,
 };
 
 static const od_module_desc DESC = {

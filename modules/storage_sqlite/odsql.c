@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -557,6 +558,26 @@ static void create_private(odsql_db *d)
                      strerror(errno)); /* sqlite3_open_v2 reports it properly */
 }
 
+/* "sqlite:" + the file's canonical path: two modules naming one file by
+ * different paths (relative, through a symlink) get the same string. */
+static od_status store_name(odsql_db *d)
+{
+    char *real = realpath(d->path, NULL);
+    if (!real) {
+        d->host->log(d->mod, OD_LOG_ERROR, "%s \"sqlite\": %s: %s", d->component, d->path,
+                     strerror(errno));
+        return OD_ERR_UNAVAILABLE;
+    }
+    size_t n = strlen(real);
+    d->store = d->host->alloc(sizeof ODSQL_STORE_PREFIX + n);
+    if (d->store) {
+        memcpy(d->store, ODSQL_STORE_PREFIX, sizeof ODSQL_STORE_PREFIX - 1);
+        memcpy(d->store + sizeof ODSQL_STORE_PREFIX - 1, real, n + 1);
+    }
+    free(real);
+    return d->store ? OD_OK : OD_ERR_NOMEM;
+}
+
 od_status odsql_open(odsql_db *d, const od_host_api *host, od_module *mod, const char *component,
                      const char *const *sql, size_t n_sql, const odsql_schema *schema)
 {
@@ -577,6 +598,8 @@ od_status odsql_open(odsql_db *d, const od_host_api *host, od_module *mod, const
     odsql_conn *c = odsql_conn_get(d, &s);
     if (c)
         s = prepare_file(d, c, schema);
+    if (s == OD_OK)
+        s = store_name(d);
     if (s != OD_OK)
         odsql_close(d);
     return s;
@@ -598,4 +621,21 @@ void odsql_close(odsql_db *d)
     }
     pthread_mutex_destroy(&d->lock);
     pthread_mutex_destroy(&d->gc_lock);
+    d->host->free(d->store);
+    d->store = NULL;
+}
+
+od_status odsql_message_insert(odsql_conn *c, sqlite3_stmt *st, const odsql_message *m,
+                               int64_t *id)
+{
+    sqlite3_bind_int(st, 1, (int)m->lane);
+    sqlite3_bind_blob64(st, 2, m->body, m->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, m->visible_at_ms);
+    sqlite3_bind_int64(st, 4, m->sent_ms);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        return odsql_error(c, rc);
+    if (id)
+        *id = sqlite3_last_insert_rowid(c->db);
+    return OD_OK;
 }

@@ -44,6 +44,13 @@
  *
  * Schema versions: table meta(component TEXT PRIMARY KEY, version INTEGER),
  * one row per component ("storage", "queue") because both may share a file.
+ *
+ * Shared file: odsql_db.store is "sqlite:" + the file's real path, what
+ * both modules answer to the ABI's store() op. When storage_sqlite and
+ * queue_sqlite name the same file, storage_sqlite's put_batch inserts the
+ * order's queue message into queue_sqlite's messages table inside its own
+ * transaction; the table's layout and the INSERT are defined once, here,
+ * so the two modules cannot disagree on them.
  */
 #ifndef ODSQL_H
 #define ODSQL_H
@@ -57,6 +64,27 @@
 #include "orderd/orderd.h"
 
 typedef struct odsql_db odsql_db;
+
+#define ODSQL_STORE_PREFIX "sqlite:"
+#define ODSQL_MAX_DELAY_MS 900000 /* a message's delay, as SQS's */
+
+/* queue_sqlite's messages table (component "queue", schema version 1). */
+#define ODSQL_MESSAGES_SCHEMA_V1                                                                   \
+    "CREATE TABLE messages(id INTEGER PRIMARY KEY AUTOINCREMENT, lane INTEGER NOT NULL,"          \
+    " body BLOB NOT NULL, visible_at_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL,"        \
+    " receipt TEXT, sent_ms INTEGER NOT NULL);"                                                  \
+    "CREATE INDEX messages_by_visibility ON messages(lane, visible_at_ms, id);"
+#define ODSQL_MESSAGE_INSERT                                                                       \
+    "INSERT INTO messages(lane, body, visible_at_ms, receive_count, receipt, sent_ms)"           \
+    " VALUES(?1, ?2, ?3, 0, NULL, ?4)"
+
+/* A message to insert with ODSQL_MESSAGE_INSERT; body is borrowed. */
+typedef struct odsql_message {
+    uint32_t lane;
+    const char *body;
+    size_t len;
+    int64_t visible_at_ms, sent_ms; /* wall clock */
+} odsql_message;
 
 /* Transaction control statements, prepared once per connection. */
 enum { ODSQL_TX_BEGIN, ODSQL_TX_COMMIT, ODSQL_TX_ROLLBACK, ODSQL_TX_SAVEPOINT, ODSQL_TX_RELEASE,
@@ -77,6 +105,7 @@ struct odsql_db {
     od_module *mod;
     const char *component;     /* "storage" / "queue": meta row and messages */
     const char *path;          /* config string: valid until destroy */
+    char *store;               /* "sqlite:" + real path (host allocator) */
     int full_sync;             /* durability = "full" */
     int64_t busy_timeout_ms;
     const char *const *sql;    /* the module's statements, by number */
@@ -131,6 +160,11 @@ typedef od_status (*odsql_txn_fn)(odsql_conn *c, void *arg);
 od_status odsql_write(odsql_conn *c, odsql_txn_fn fn, void *arg);
 /* Run fn (reads only, autocommit statements) with the same busy retries. */
 od_status odsql_read(odsql_conn *c, odsql_txn_fn fn, void *arg);
+
+/* Run the prepared ODSQL_MESSAGE_INSERT statement st for m, inside the
+ * caller's write transaction; *id (may be NULL) gets the message id. */
+od_status odsql_message_insert(odsql_conn *c, sqlite3_stmt *st, const odsql_message *m,
+                               int64_t *id);
 
 /* Bind a C string without copying it (SQLITE_STATIC): the caller keeps it
  * alive until the statement is reset. Returns an SQLite rc. */

@@ -98,6 +98,7 @@ enum {
     ST_TOKEN_ADD,
     ST_TOKEN_SWEEP,
     ST_PING,
+    ST_MESSAGE_ADD,
     ST_COUNT
 };
 
@@ -147,6 +148,8 @@ static const char *const SQL[ST_COUNT] = {
     [ST_TOKEN_SWEEP] = "DELETE FROM counter_tokens WHERE (tbl, token) IN (SELECT tbl, token"
                        " FROM counter_tokens WHERE created_ms < ?1 ORDER BY created_ms LIMIT 64)",
     [ST_PING] = "SELECT version FROM meta WHERE component = 'storage'",
+    /* queue_sqlite's table, written by put_batch when the file is shared */
+    [ST_MESSAGE_ADD] = ODSQL_MESSAGE_INSERT,
 };
 
 /* ---- state ---- */
@@ -489,6 +492,119 @@ static od_status ss_put(void *self, const char *table, const char *key, const ch
     if (status == OD_OK && new_version)
         *new_version = a.version;
     return status;
+}
+
+/* ---- put_batch ---- */
+
+typedef struct batch_args {
+    put_args puts[OD_BATCH_MAX];
+    size_t n;
+    odsql_message msg; /* msg.body NULL: no message */
+    size_t failed;     /* out */
+} batch_args;
+
+static int condition_failed(od_status s)
+{
+    return s == OD_ERR_EXISTS || s == OD_ERR_CONFLICT || s == OD_ERR_NOT_FOUND;
+}
+
+/* One savepoint of the group commit holds the whole batch, so an error
+ * here rolls back every put before it, and the message with them. */
+static od_status batch_txn(odsql_conn *c, void *arg)
+{
+    batch_args *a = arg;
+    a->failed = OD_BATCH_NONE;
+    for (size_t i = 0; i < a->n; i++) {
+        od_status s = put_txn(c, &a->puts[i]);
+        if (s != OD_OK) {
+            a->failed = condition_failed(s) ? i : OD_BATCH_NONE;
+            return s;
+        }
+    }
+    if (!a->msg.body)
+        return OD_OK;
+    sqlite3_stmt *st = odsql_stmt(c, ST_MESSAGE_ADD);
+    return st ? odsql_message_insert(c, st, &a->msg, NULL) : OD_ERR_INTERNAL;
+}
+
+static od_status batch_put_args(const ss *s, const od_put *p, put_args *a)
+{
+    const ss_table *t = p && p->size >= sizeof(od_put) ? table_find(s, p->table) : NULL;
+    if (!t || !od_storage_valid_key(p->key) || !p->body || p->cond > OD_PUT_IF_VERSION ||
+        !valid_index_values(t, p->idx, p->n_idx))
+        return OD_ERR_INVALID;
+    *a = (put_args){t, p->key, p->body, p->len, p->idx, p->n_idx, p->cond, p->expected, 0};
+    return OD_OK;
+}
+
+static od_status batch_prepare(const ss *s, const od_put *const *puts, size_t n, batch_args *a)
+{
+    if (!puts || n < 1 || n > OD_BATCH_MAX)
+        return OD_ERR_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (batch_put_args(s, puts[i], &a->puts[i]) != OD_OK)
+            return OD_ERR_INVALID;
+        for (size_t j = 0; j < i; j++) /* n <= 16: pairs are cheap */
+            if (a->puts[j].t == a->puts[i].t && strcmp(a->puts[j].key, a->puts[i].key) == 0)
+                return OD_ERR_INVALID;
+    }
+    a->n = n;
+    return OD_OK;
+}
+
+/* A message can ride along only into a queue_sqlite table in this file. */
+static od_status batch_message(const ss *s, const od_outbox *m, batch_args *a)
+{
+    if (!m)
+        return OD_OK;
+    if (m->size < sizeof(od_outbox) || !m->queue || !m->queue->ops)
+        return OD_ERR_INVALID;
+    const od_queue_ops *q = m->queue->ops;
+    const char *store = OD_HAS_OP(od_queue_ops, q, store) && OD_HAS_OP(od_queue_ops, q, notify)
+                            ? q->store(m->queue->self)
+                            : NULL;
+    if (!store || !s->db.store || strcmp(store, s->db.store) != 0)
+        return OD_ERR_UNSUPPORTED;
+    if (m->lane >= OD_LANE_COUNT || !m->body || m->len == 0 || m->delay_ms > ODSQL_MAX_DELAY_MS)
+        return OD_ERR_INVALID;
+    if (m->len > OD_MESSAGE_MAX)
+        return OD_ERR_TOO_LARGE;
+    int64_t now = s->host->now_ms();
+    a->msg = (odsql_message){m->lane, m->body, m->len, now + m->delay_ms, now};
+    return OD_OK;
+}
+
+static od_status ss_put_batch(void *self, const od_put *const *puts, size_t n,
+                              const od_outbox *msg, uint64_t *versions, size_t *failed)
+{
+    ss *s = self;
+    batch_args a;
+    a.failed = OD_BATCH_NONE;
+    a.msg.body = NULL;
+    if (failed)
+        *failed = OD_BATCH_NONE;
+    od_status status = batch_prepare(s, puts, n, &a);
+    if (status == OD_OK)
+        status = batch_message(s, msg, &a);
+    odsql_conn *c = status == OD_OK ? conn(s, &status) : NULL;
+    if (!c)
+        return status;
+    status = odsql_write(c, batch_txn, &a);
+    if (failed)
+        *failed = a.failed;
+    if (status != OD_OK)
+        return status;
+    for (size_t i = 0; versions && i < n; i++)
+        versions[i] = a.puts[i].version;
+    if (a.msg.body)
+        msg->queue->ops->notify(msg->queue->self, msg->lane);
+    return OD_OK;
+}
+
+static const char *ss_store(void *self)
+{
+    ss *s = self;
+    return s->db.store;
 }
 
 typedef struct del_args {
@@ -995,6 +1111,8 @@ static const od_storage_ops OPS = {
     .counter_get = ss_counter_get,
     .counter_del = ss_counter_del,
     .ping = ss_ping,
+    .put_batch = ss_put_batch,
+    .store = ss_store,
 };
 
 static const od_module_desc DESC = {

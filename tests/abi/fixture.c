@@ -117,6 +117,8 @@ static od_status fx_counter_del(void *self, const char *t, const char *k)
 static const od_storage_ops fx_ops = {
 #ifdef FIXTURE_BREAK_OPS_SIZE
     .size = 8,
+#elif defined(FIXTURE_ABI_1_0)
+    .size = offsetof(od_storage_ops, put_batch),
 #else
     .size = sizeof(od_storage_ops),
 #endif
@@ -162,7 +164,11 @@ static od_status fx_depth(void *self, uint32_t lane, int64_t *visible, int64_t *
     return OD_OK;
 }
 static const od_queue_ops fx_ops = {
+#ifdef FIXTURE_ABI_1_0
+    .size = offsetof(od_queue_ops, store),
+#else
     .size = sizeof(od_queue_ops),
+#endif
     .send = fx_send,
     .receive = fx_receive,
     .del = fx_del,
@@ -212,6 +218,8 @@ static const uint32_t fx_ops = 4;
 #endif
 #ifdef FIXTURE_BREAK_ABI_MINOR
 #define FX_MINOR (OD_ABI_MINOR + 1)
+#elif defined(FIXTURE_ABI_1_0)
+#define FX_MINOR 0 /* a module built before 1.1: its ops end where 1.0's did */
 #else
 #define FX_MINOR OD_ABI_MINOR
 #endif

@@ -277,24 +277,50 @@ END_TEST
 
 START_TEST(refuses_other_abi_major)
 {
-    expect_refusal("abi_major", 0,
-                   "built for ABI 2.0, this orderd provides 1.0; rebuild the module against "
-                   "this orderd's headers");
+    char what[160];
+    snprintf(what, sizeof(what),
+             "built for ABI %d.%d, this orderd provides %d.%d; rebuild the module against "
+             "this orderd's headers",
+             OD_ABI_MAJOR + 1, OD_ABI_MINOR, OD_ABI_MAJOR, OD_ABI_MINOR);
+    expect_refusal("abi_major", 0, what);
 }
 END_TEST
 
 START_TEST(refuses_newer_abi_minor)
 {
-    expect_refusal("abi_minor", 0,
-                   "built for ABI 1.1, newer than this orderd's 1.0; upgrade orderd");
+    char what[160];
+    snprintf(what, sizeof(what), "built for ABI %d.%d, newer than this orderd's %d.%d; upgrade orderd",
+             OD_ABI_MAJOR, OD_ABI_MINOR + 1, OD_ABI_MAJOR, OD_ABI_MINOR);
+    expect_refusal("abi_minor", 0, what);
+}
+END_TEST
+
+/* A backend built against 1.0 has no 1.1 members: it still loads, and its
+ * shorter ops table reads as "no put_batch / store". */
+START_TEST(loads_backends_built_for_abi_1_0)
+{
+    od_loaded_module *st = od_loader_load(fixture_dir, "storage_abi_1_0", OD_KIND_STORAGE);
+    od_loaded_module *q = od_loader_load(fixture_dir, "queue_abi_1_0", OD_KIND_QUEUE);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_eq(st->desc->abi_minor, 0);
+    const od_storage_ops *so = st->desc->ops;
+    const od_queue_ops *qo = q->desc->ops;
+    ck_assert_uint_eq(so->size, offsetof(od_storage_ops, put_batch));
+    ck_assert_int_eq(OD_HAS_OP(od_storage_ops, so, ping), 0); /* present in 1.0 but unset */
+    ck_assert_int_eq(OD_HAS_OP(od_storage_ops, so, get), 1);
+    ck_assert_uint_eq(qo->size, offsetof(od_queue_ops, store));
+    ck_assert_int_eq(OD_HAS_OP(od_queue_ops, qo, send), 1);
+    od_loader_free(st);
+    od_loader_free(q);
 }
 END_TEST
 
 START_TEST(refuses_small_descriptor)
 {
     char what[128];
-    snprintf(what, sizeof(what), "descriptor size 16 is too small for ABI 1.0 (needs %zu)",
-             sizeof(od_module_desc));
+    snprintf(what, sizeof(what), "descriptor size 16 is too small for ABI %d.%d (needs %zu)",
+             OD_ABI_MAJOR, OD_ABI_MINOR, sizeof(od_module_desc));
     expect_refusal("small_desc", 0, what);
 }
 END_TEST
@@ -335,8 +361,8 @@ END_TEST
 START_TEST(refuses_small_ops)
 {
     char what[128];
-    snprintf(what, sizeof(what), "storage ops size 8 is too small for ABI 1.0 (needs %zu)",
-             sizeof(od_storage_ops));
+    snprintf(what, sizeof(what), "storage ops size 8 is too small for ABI %d.%d (needs %zu)",
+             OD_ABI_MAJOR, OD_ABI_MINOR, sizeof(od_storage_ops));
     expect_refusal("storage_small_ops", 0, what);
 }
 END_TEST
@@ -437,6 +463,7 @@ static Suite *loader_suite(void)
     tcase_add_test(tc, refuses_bad_magic);
     tcase_add_test(tc, refuses_other_abi_major);
     tcase_add_test(tc, refuses_newer_abi_minor);
+    tcase_add_test(tc, loads_backends_built_for_abi_1_0);
     tcase_add_test(tc, refuses_small_descriptor);
     tcase_add_test(tc, refuses_unknown_kind);
     tcase_add_test(tc, refuses_kind_other_than_expected);
