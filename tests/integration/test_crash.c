@@ -166,6 +166,32 @@ static int64_t db_count(sqlite3 *db, const char *sql)
     return n;
 }
 
+/* What one transaction per new order guarantees on a shared file
+ * (docs/sqlite.md, "Crash safety"), checked on the file a SIGKILL left
+ * behind: no PENDING order without a normal/priority message naming it,
+ * no Idempotency-Key record without its order. Without it a kill between
+ * the writes would leave either. Returns the PENDING orders checked. */
+static int64_t assert_no_half_written_orders(void)
+{
+    sqlite3 *db = db_open();
+    int64_t pending = db_count(db, "SELECT count(*) FROM index_entries WHERE tbl = 'orders' AND "
+                                   "idx = 'status' AND value = 'PENDING'");
+    int64_t unqueued = db_count(
+        db, "SELECT count(*) FROM index_entries e WHERE e.tbl = 'orders' AND e.idx = 'status'"
+            " AND e.value = 'PENDING' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.lane IN"
+            " (0, 1) AND json_extract(CAST(m.body AS TEXT), '$.orderId') = e.key)");
+    int64_t orphan_keys = db_count(
+        db, "SELECT count(*) FROM documents i WHERE i.tbl = 'idempotency' AND NOT EXISTS"
+            " (SELECT 1 FROM documents o WHERE o.tbl = 'orders'"
+            " AND o.key = json_extract(CAST(i.body AS TEXT), '$.orderId'))");
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+    ck_assert_msg(unqueued == 0, "after kill %d: %lld of %lld PENDING orders have no message",
+                  C.starts, (long long)unqueued, (long long)pending);
+    ck_assert_msg(orphan_keys == 0, "after kill %d: %lld Idempotency-Key records without order",
+                  C.starts, (long long)orphan_keys);
+    return pending;
+}
+
 /* Simulate messages that are gone (e.g. orderd died between storing an
  * order and queueing it): drop every normal/priority message. Returns the
  * orders that are not terminal, i.e. that only the sweeper can finish. */
@@ -563,12 +589,13 @@ START_TEST(test_kill9_under_load_loses_nothing)
      * starts run with durability "full". Before the last restart every
      * queued order message is dropped: the sweeper must rescue the rest. */
     unsigned seed = (unsigned)ih_monotonic_ms();
-    int64_t stuck = 0, dropped = 0;
+    int64_t stuck = 0, dropped = 0, pending_checked = 0;
     for (int k = 0; k < N_KILLS; k++) {
         pause_ms(250 + (int)(rand_r(&seed) % 400));
         if (k == N_KILLS - 1)
             pile_up_orders(admin);
         server_kill();
+        pending_checked += assert_no_half_written_orders();
         if (k == N_KILLS - 1)
             stuck = drop_order_messages(&dropped);
         server_start(k + 1 >= N_KILLS / 2 ? "full" : "normal");
@@ -625,12 +652,13 @@ START_TEST(test_kill9_under_load_loses_nothing)
         retries += clients[i].retries;
     fprintf(stderr,
             "integ_crash: %d kills, %zu orders accepted (%zu completed, %lld units), %zu keys "
-            "answered 4xx, %ld client retries; at the last kill %lld orders were not terminal "
+            "answered 4xx, %ld client retries; %lld PENDING orders found queued after the kills; "
+            "at the last kill %lld orders were not terminal "
             "and %lld messages were dropped, the sweeper re-queued %d (all processes: %d); all "
             "terminal %lld ms after the last restart (bound: sweep_after_ms %d + "
             "sweep_interval_ms %d + pipeline)\n",
             N_KILLS, n_seen, l.completed, (long long)l.completed_units, n_4xx, retries,
-            (long long)stuck, (long long)dropped, requeued_last, count_in_logs("; re-queued", 1),
+            (long long)pending_checked, (long long)stuck, (long long)dropped, requeued_last, count_in_logs("; re-queued", 1),
             (long long)recovery_ms, SWEEP_AFTER_MS, SWEEP_INTERVAL_MS);
 
     free(saw);
