@@ -11,6 +11,13 @@
  * that registry is append-only, so finding one is lock-free and a small
  * mutex serialises only the creation of a new one.
  *
+ * put_batch takes the write locks of its tables in registry order (every
+ * other op holds one table lock at a time, so nothing can deadlock), checks
+ * each put in order against what the earlier ones leave, allocates for all,
+ * then applies all: no failure point once anything changed. No queue keeps
+ * its messages here, so store() is NULL and a batch with a message is
+ * OD_ERR_UNSUPPORTED.
+ *
  * Data structures: sorted arrays with binary search (O(log n) lookups,
  * memmove on insert/delete, which is cheap at the sizes this backend is for).
  * An index is an array of (value, document) pairs ordered by (value, key), so
@@ -495,6 +502,15 @@ typedef struct sm_put {
     sm_doc *new_doc;                    /* only when creating */
 } sm_put;
 
+/* One put of a batch: its table, the document its key names now (NULL if
+ * none) and the put itself. */
+typedef struct sm_bput {
+    sm_table *t;
+    sm_doc *cur;
+    size_t room; /* 1 + the batch's earlier puts into the same table */
+    sm_put p;
+} sm_bput;
+
 static od_status put_resolve_values(const sm_table *t, const od_index_value *idx, size_t n_idx,
                                     sm_put *p)
 {
@@ -509,6 +525,17 @@ static od_status put_resolve_values(const sm_table *t, const od_index_value *idx
     return OD_OK;
 }
 
+/* put()'s argument checks: the table, the key, the condition and the index
+ * values, resolved into *t and p (p's key, body and cond already set). */
+static od_status put_resolve(const sm_store *st, const char *table, const od_index_value *idx,
+                             size_t n_idx, sm_table **t, sm_put *p)
+{
+    *t = find_table(st, table);
+    if (!*t || !od_storage_valid_key(p->key) || !p->body || p->cond > OD_PUT_IF_VERSION)
+        return OD_ERR_INVALID;
+    return put_resolve_values(*t, idx, n_idx, p);
+}
+
 static int value_changes(const char *old, const char *new_value)
 {
     if (!old || !new_value)
@@ -516,7 +543,37 @@ static int value_changes(const char *old, const char *new_value)
     return strcmp(old, new_value) != 0;
 }
 
-static od_status put_check(const sm_table *t, const sm_doc *cur, const sm_put *p)
+/* The document a unique index gives this value to, or NULL. */
+static const sm_doc *unique_holder(const sm_index *ix, const char *value)
+{
+    sm_probe probe = {value, NULL, -1};
+    size_t pos = vec_lower_bound(&ix->entries, &probe, cmp_entry, NULL);
+    const sm_entry *e = pos < ix->entries.n ? vec_at(&ix->entries, pos) : NULL;
+    return e && strcmp(e->value, value) == 0 ? e->doc : NULL;
+}
+
+/* What a batch's earlier puts (applied first) do to a unique value of index
+ * ix of table t: 1 when one of them takes it; else *holder is cleared when
+ * one of them moves the current holder off it. */
+static int earlier_take(const sm_bput *b, size_t n, const sm_table *t, uint32_t ix,
+                        const char *value, const sm_doc **holder)
+{
+    for (size_t j = 0; j < n; j++) {
+        if (b[j].t != t)
+            continue;
+        if (b[j].p.values[ix] && strcmp(b[j].p.values[ix], value) == 0)
+            return 1;
+        if (b[j].cur == *holder)
+            *holder = NULL;
+    }
+    return 0;
+}
+
+/* Check a put against the table as the batch's puts before[0..n_before)
+ * leave it (none for put()), so a batch fails exactly where put() called
+ * in order would. */
+static od_status put_check(const sm_table *t, const sm_doc *cur, const sm_put *p,
+                           const sm_bput *before, size_t n_before)
 {
     if (p->cond == OD_PUT_IF_ABSENT && cur)
         return OD_ERR_EXISTS;
@@ -527,15 +584,10 @@ static od_status put_check(const sm_table *t, const sm_doc *cur, const sm_put *p
     for (uint32_t i = 0; i < t->n_indexes; i++) {
         if (!t->indexes[i].unique || !p->values[i])
             continue;
-        int found;
-        sm_probe probe = {p->values[i], NULL, -1};
-        const sm_vec *v = &t->indexes[i].entries;
-        size_t pos = vec_lower_bound(v, &probe, cmp_entry, &found);
-        if (pos < v->n) {
-            const sm_entry *e = vec_at(v, pos);
-            if (strcmp(e->value, p->values[i]) == 0 && e->doc != cur)
-                return OD_ERR_EXISTS;
-        }
+        const sm_doc *holder = unique_holder(&t->indexes[i], p->values[i]);
+        if (earlier_take(before, n_before, t, i, p->values[i], &holder) ||
+            (holder && holder != cur))
+            return OD_ERR_EXISTS;
     }
     return OD_OK;
 }
@@ -551,10 +603,13 @@ static void put_release(const od_host_api *h, sm_put *p)
     }
 }
 
-/* Reserve room and copy everything the commit needs. */
-static od_status put_prepare(const od_host_api *h, sm_table *t, const sm_doc *cur, sm_put *p)
+/* Reserve room and copy everything the commit needs. room: how many
+ * elements the commits to come may add to each array of t (each put adds at
+ * most one), so a batch's commits cannot fail either. */
+static od_status put_prepare(const od_host_api *h, sm_table *t, const sm_doc *cur, sm_put *p,
+                             size_t room)
 {
-    if (!cur && vec_reserve(h, &t->docs, 1) != OD_OK)
+    if (!cur && vec_reserve(h, &t->docs, room) != OD_OK)
         return OD_ERR_NOMEM;
     if (!cur) {
         p->new_doc = h->calloc(1, sizeof(sm_doc));
@@ -569,7 +624,7 @@ static od_status put_prepare(const od_host_api *h, sm_table *t, const sm_doc *cu
     for (uint32_t i = 0; i < t->n_indexes; i++) {
         if (!p->values[i] || !value_changes(cur ? cur->values[i] : NULL, p->values[i]))
             continue;
-        if (vec_reserve(h, &t->indexes[i].entries, 1) != OD_OK ||
+        if (vec_reserve(h, &t->indexes[i].entries, room) != OD_OK ||
             !(p->value_copies[i] = h->strdup(p->values[i])))
             return OD_ERR_NOMEM;
     }
@@ -612,17 +667,16 @@ static od_status sm_put_op(void *self, const char *table, const char *key, const
                            uint64_t expected, uint64_t *new_version)
 {
     sm_store *st = self;
-    sm_table *t = find_table(st, table);
+    sm_table *t;
     sm_put p = {.key = key, .body = body, .len = len, .cond = cond, .expected = expected};
-    if (!t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
-        put_resolve_values(t, idx, n_idx, &p) != OD_OK)
+    if (put_resolve(st, table, idx, n_idx, &t, &p) != OD_OK)
         return OD_ERR_INVALID;
     size_t pos;
     pthread_rwlock_wrlock(&t->lock);
     sm_doc *cur = table_find_doc(t, key, &pos);
-    od_status s = put_check(t, cur, &p);
+    od_status s = put_check(t, cur, &p, NULL, 0);
     if (s == OD_OK)
-        s = put_prepare(st->host, t, cur, &p);
+        s = put_prepare(st->host, t, cur, &p, 1);
     if (s == OD_OK) {
         uint64_t v = put_commit(st->host, t, cur, pos, &p);
         if (new_version)
@@ -630,6 +684,103 @@ static od_status sm_put_op(void *self, const char *table, const char *key, const
     }
     pthread_rwlock_unlock(&t->lock);
     put_release(st->host, &p);
+    return s;
+}
+
+/* ---- put_batch ---- */
+
+typedef struct sm_batch {
+    sm_bput puts[OD_BATCH_MAX];
+    size_t n;
+    sm_table *locks[OD_BATCH_MAX]; /* the tables written, in registry order */
+    size_t n_locks;
+} sm_batch;
+
+/* put()'s checks on every put, plus the batch's own: 1..OD_BATCH_MAX puts,
+ * each (table, key) once. Nothing is allocated. */
+static od_status batch_resolve(const sm_store *st, const od_put *const *puts, size_t n,
+                               sm_batch *b)
+{
+    if (!puts || n < 1 || n > OD_BATCH_MAX)
+        return OD_ERR_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        const od_put *in = puts[i];
+        sm_bput *bp = &b->puts[i];
+        if (!in || in->size < sizeof(od_put))
+            return OD_ERR_INVALID;
+        bp->p = (sm_put){.key = in->key, .body = in->body, .len = in->len, .cond = in->cond,
+                         .expected = in->expected};
+        if (put_resolve(st, in->table, in->idx, in->n_idx, &bp->t, &bp->p) != OD_OK)
+            return OD_ERR_INVALID;
+        bp->room = 1;
+        for (size_t j = 0; j < i; j++) {
+            if (b->puts[j].t != bp->t)
+                continue;
+            if (strcmp(b->puts[j].p.key, bp->p.key) == 0)
+                return OD_ERR_INVALID;
+            bp->room++;
+        }
+    }
+    b->n = n;
+    /* One global lock order, the registry's: put() and every other op hold
+     * one table lock at a time, so batches cannot deadlock with them or
+     * with each other. */
+    b->n_locks = 0;
+    for (size_t k = 0; k < st->n_tables; k++)
+        for (size_t i = 0; i < n; i++)
+            if (b->puts[i].t == st->tables[k]) {
+                b->locks[b->n_locks++] = st->tables[k];
+                break;
+            }
+    return OD_OK;
+}
+
+/* Under every lock: check each put in order against what the earlier ones
+ * leave, then allocate for all, then apply all. Only the allocation can
+ * fail, and it comes before any change. */
+static od_status batch_write(const od_host_api *h, sm_batch *b, uint64_t *versions,
+                             size_t *failed)
+{
+    od_status s = OD_OK;
+    for (size_t i = 0; s == OD_OK && i < b->n; i++) {
+        sm_bput *bp = &b->puts[i];
+        bp->cur = table_find_doc(bp->t, bp->p.key, NULL);
+        s = put_check(bp->t, bp->cur, &bp->p, b->puts, i);
+        if (s != OD_OK && failed)
+            *failed = i;
+    }
+    for (size_t i = 0; s == OD_OK && i < b->n; i++)
+        s = put_prepare(h, b->puts[i].t, b->puts[i].cur, &b->puts[i].p, b->puts[i].room);
+    for (size_t i = 0; s == OD_OK && i < b->n; i++) {
+        sm_bput *bp = &b->puts[i];
+        size_t pos = 0;
+        if (!bp->cur) /* earlier creates in this table moved its place */
+            table_find_doc(bp->t, bp->p.key, &pos);
+        uint64_t v = put_commit(h, bp->t, bp->cur, pos, &bp->p);
+        if (versions)
+            versions[i] = v;
+    }
+    return s;
+}
+
+static od_status sm_put_batch(void *self, const od_put *const *puts, size_t n,
+                              const od_outbox *msg, uint64_t *versions, size_t *failed)
+{
+    sm_store *st = self;
+    sm_batch b;
+    if (failed)
+        *failed = OD_BATCH_NONE;
+    if (msg) /* no queue keeps its messages in this process's tables */
+        return OD_ERR_UNSUPPORTED;
+    if (batch_resolve(st, puts, n, &b) != OD_OK)
+        return OD_ERR_INVALID;
+    for (size_t k = 0; k < b.n_locks; k++)
+        pthread_rwlock_wrlock(&b.locks[k]->lock);
+    od_status s = batch_write(st->host, &b, versions, failed);
+    for (size_t k = b.n_locks; k > 0; k--)
+        pthread_rwlock_unlock(&b.locks[k - 1]->lock);
+    for (size_t i = 0; i < b.n; i++)
+        put_release(st->host, &b.puts[i].p);
     return s;
 }
 
@@ -1011,6 +1162,7 @@ static const od_storage_ops OPS = {
     .counter_get = sm_counter_get,
     .counter_del = sm_counter_del,
     .ping = sm_ping,
+    .put_batch = sm_put_batch, /* .store stays NULL: no queue shares this store */
 };
 
 static const od_module_desc DESC = {
