@@ -6,9 +6,11 @@
  * files / prefixes on persistent backends) with two tables:
  *   items: index "email" (unique) and "status" (not unique)
  *   plain: no indexes
- * and counters in the namespace "stock".
+ * and counters in the namespace "stock". The put_batch tests (an optional
+ * op) add "tags": index "tag" (not unique) and "code" (unique).
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@ static void setup(void)
     S = B.desc->ops;
     SELF = B.self;
     H = mock_host_api();
-    ck_assert_uint_ge(S->size, sizeof(od_storage_ops));
+    ck_assert_uint_ge(S->size, offsetof(od_storage_ops, put_batch)); /* ABI 1.0's ops at least */
     od_table_def items = {sizeof items, "items", ITEM_INDEXES, 2};
     od_table_def plain = {sizeof plain, "plain", NULL, 0};
     ck_assert_int_eq(S->define_table(SELF, &items), OD_OK);
@@ -816,6 +818,459 @@ START_TEST(test_ping)
 }
 END_TEST
 
+/* ---- put_batch (ABI 1.1, optional) ---- */
+
+/* A backend without put_batch passes these tests, each saying it skipped. */
+#define NEED_PUT_BATCH()                                                                           \
+    do {                                                                                           \
+        if (!OD_HAS_OP(od_storage_ops, S, put_batch)) {                                           \
+            fprintf(stderr, "%s: no put_batch, %s skipped\n", contract_backend_name(), __func__);  \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define NOT_SET ((size_t)12345) /* *failed before the call: the backend must overwrite it */
+
+static const od_index_def TAG_INDEXES[] = {{"tag", 0}, {"code", 1}};
+
+/* setup() plus "tags": index "tag" (not unique) and "code" (unique), so one
+ * batch can write index values into two tables. */
+static void batch_setup(void)
+{
+    setup();
+    od_table_def tags = {sizeof tags, "tags", TAG_INDEXES, 2};
+    ck_assert_int_eq(S->define_table(SELF, &tags), OD_OK);
+}
+
+static od_put mkput(const char *table, const char *key, const char *body, uint32_t cond,
+                    uint64_t expected, const od_index_value *idx, size_t n_idx)
+{
+    return (od_put){sizeof(od_put), cond, table, key, body, body ? strlen(body) : 0,
+                    idx, n_idx, expected};
+}
+
+/* put_batch(puts[0..n), msg) through an array of pointers, as callers build it. */
+static od_status batch_msg(const od_put *puts, size_t n, const od_outbox *msg, uint64_t *versions,
+                           size_t *failed)
+{
+    const od_put *p[OD_BATCH_MAX + 1];
+    ck_assert_uint_le(n, OD_BATCH_MAX + 1);
+    for (size_t i = 0; i < n; i++)
+        p[i] = &puts[i];
+    return S->put_batch(SELF, p, n, msg, versions, failed);
+}
+
+static od_status batch(const od_put *puts, size_t n, uint64_t *versions, size_t *failed)
+{
+    return batch_msg(puts, n, NULL, versions, failed);
+}
+
+/* The keys of a query (index) or scan (index NULL), in order, as "a,b,c". */
+static void assert_keys(const char *table, const char *index, const char *value, const char *keys)
+{
+    walk w;
+    char got[512] = "";
+    walk_all(&w, table, index, value, 100, 0);
+    for (size_t i = 0; i < w.n; i++) {
+        ck_assert_uint_lt(strlen(got) + strlen(w.keys[i]) + 2, sizeof got);
+        if (i)
+            strcat(got, ",");
+        strcat(got, w.keys[i]);
+    }
+    ck_assert_msg(strcmp(got, keys) == 0, "%s %s=%s: got [%s], want [%s]", table,
+                  index ? index : "(scan)", value ? value : "", got, keys);
+}
+
+static void assert_code(const char *code, const char *key)
+{
+    od_doc d = {0};
+    od_status s = S->lookup(SELF, "tags", "code", code, &d);
+    ck_assert_int_eq(s, key ? OD_OK : OD_ERR_NOT_FOUND);
+    if (key)
+        ck_assert_str_eq(d.key, key);
+    od_doc_clear(H, &d);
+}
+
+START_TEST(test_batch_applies_all)
+{
+    NEED_PUT_BATCH();
+    od_index_value item_idx[] = {{"email", "k@x"}, {"status", "open"}};
+    od_index_value tag_idx[] = {{"tag", "red"}, {"code", "c1"}};
+    /* The same key in three tables is three documents, not a duplicate. */
+    od_put p[] = {mkput("items", "k", "{\"i\":1}", OD_PUT_IF_ABSENT, 0, item_idx, 2),
+                  mkput("tags", "k", "{\"t\":1}", OD_PUT_UPSERT, 0, tag_idx, 2),
+                  mkput("plain", "k", "[1,2]xyz", OD_PUT_UPSERT, 0, NULL, 0)};
+    p[2].len = 5; /* bodies are bytes of a length, as for put() */
+    uint64_t v[3] = {0, 0, 0};
+    size_t failed = NOT_SET;
+    ck_assert_int_eq(batch(p, 3, v, &failed), OD_OK);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    ck_assert_uint_eq(v[0], 1);
+    ck_assert_uint_eq(v[1], 1);
+    ck_assert_uint_eq(v[2], 1);
+    assert_doc("items", "k", "{\"i\":1}", 1);
+    assert_doc("tags", "k", "{\"t\":1}", 1);
+    assert_doc("plain", "k", "[1,2]", 1);
+    assert_lookup("k@x", "k");
+    assert_keys("items", "status", "open", "k");
+    assert_code("c1", "k");
+    assert_keys("tags", "tag", "red", "k");
+    /* Again, conditioned on those versions: every version is bumped. */
+    p[0] = mkput("items", "k", "{\"i\":2}", OD_PUT_IF_VERSION, 1, item_idx, 2);
+    p[1] = mkput("tags", "k", "{\"t\":2}", OD_PUT_IF_VERSION, 1, tag_idx, 1);
+    od_index_value k2_idx[] = {{"tag", "red"}, {"code", "c2"}};
+    p[2] = mkput("tags", "k2", "{}", OD_PUT_IF_ABSENT, 0, k2_idx, 2);
+    failed = NOT_SET;
+    ck_assert_int_eq(batch(p, 3, v, &failed), OD_OK);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    ck_assert_uint_eq(v[0], 2);
+    ck_assert_uint_eq(v[1], 2);
+    ck_assert_uint_eq(v[2], 1);
+    assert_doc("items", "k", "{\"i\":2}", 2);
+    assert_doc("tags", "k", "{\"t\":2}", 2);
+    assert_keys("tags", "tag", "red", "k,k2");
+    assert_code("c1", NULL); /* k's second put has no code */
+    assert_code("c2", "k2");
+    /* versions and failed may both be NULL. */
+    p[0] = mkput("plain", "k", "{}", OD_PUT_UPSERT, 0, NULL, 0);
+    ck_assert_int_eq(batch(p, 1, NULL, NULL), OD_OK);
+    assert_doc("plain", "k", "{}", 2);
+}
+END_TEST
+
+START_TEST(test_batch_upsert_replaces_index_values)
+{
+    NEED_PUT_BATCH();
+    ck_assert_int_eq(put_item("u", "u1@x", "old"), OD_OK);
+    ck_assert_int_eq(put_item("w", "w@x", "old"), OD_OK);
+    od_index_value u_idx[] = {{"status", "new"}, {"email", "u2@x"}};
+    od_put p[] = {mkput("items", "u", "{\"u\":2}", OD_PUT_UPSERT, 0, u_idx, 2),
+                  mkput("items", "w", "{\"w\":2}", OD_PUT_UPSERT, 0, NULL, 0)};
+    uint64_t v[2] = {0, 0};
+    ck_assert_int_eq(batch(p, 2, v, NULL), OD_OK);
+    ck_assert_uint_eq(v[0], 2);
+    ck_assert_uint_eq(v[1], 2);
+    assert_doc("items", "u", "{\"u\":2}", 2);
+    assert_doc("items", "w", "{\"w\":2}", 2);
+    /* Old values gone, new ones there; w is in no index any more. */
+    assert_keys("items", "status", "old", "");
+    assert_keys("items", "status", "new", "u");
+    assert_lookup("u1@x", NULL);
+    assert_lookup("w@x", NULL);
+    assert_lookup("u2@x", "u");
+    /* The freed values can be taken again. */
+    ck_assert_int_eq(put_item("x", "u1@x", "old"), OD_OK);
+    ck_assert_int_eq(put_item("y", "w@x", NULL), OD_OK);
+}
+END_TEST
+
+/* A value freed by an earlier put of the batch may be taken by a later one,
+ * as two put() calls in that order would. */
+START_TEST(test_batch_unique_handover)
+{
+    NEED_PUT_BATCH();
+    ck_assert_int_eq(put_item("a", "e@x", NULL), OD_OK);
+    od_index_value a_idx = {"email", "e2@x"}, b_idx = {"email", "e@x"};
+    od_put p[] = {mkput("items", "a", "{}", OD_PUT_UPSERT, 0, &a_idx, 1),
+                  mkput("items", "b", "{}", OD_PUT_IF_ABSENT, 0, &b_idx, 1)};
+    size_t failed = NOT_SET;
+    ck_assert_int_eq(batch(p, 2, NULL, &failed), OD_OK);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    assert_lookup("e@x", "b");
+    assert_lookup("e2@x", "a");
+}
+END_TEST
+
+/* Refused batches: puts 0 and 1 are fine (a new indexed document, a change
+ * to an existing one); put 2 is the one refused and nothing at all is written. */
+static const od_index_value NEW_IDX[] = {{"email", "new@x"}, {"status", "s_new"}};
+
+static void seed(void)
+{
+    ck_assert_int_eq(put("plain", "p", "{\"v\":1}", OD_PUT_UPSERT, 0, NULL), OD_OK);
+    ck_assert_int_eq(put_item("i", "i@x", "s1"), OD_OK);
+}
+
+static void assert_seed_only(void)
+{
+    assert_doc("plain", "p", "{\"v\":1}", 1);
+    assert_doc("items", "i", "{}", 1);
+    assert_keys("plain", NULL, NULL, "p");
+    assert_keys("items", NULL, NULL, "i");
+    assert_keys("tags", NULL, NULL, "");
+    assert_lookup("i@x", "i");
+    assert_lookup("new@x", NULL);
+    assert_keys("items", "status", "s1", "i");
+    assert_keys("items", "status", "s_new", "");
+}
+
+static void two_good_puts(od_put *p)
+{
+    p[0] = mkput("items", "new", "{\"n\":1}", OD_PUT_IF_ABSENT, 0, NEW_IDX, 2);
+    p[1] = mkput("plain", "p", "{\"v\":2}", OD_PUT_UPSERT, 0, NULL, 0);
+}
+
+static const od_index_value OWNED_IDX = {"email", "i@x"};
+static const od_index_value TAKEN_IDX = {"email", "new@x"};
+
+static const struct {
+    od_put put;
+    od_status status;
+} REFUSED[] = {
+    {{sizeof(od_put), OD_PUT_IF_ABSENT, "items", "i", "{}", 2, NULL, 0, 0}, OD_ERR_EXISTS},
+    {{sizeof(od_put), OD_PUT_IF_VERSION, "items", "i", "{}", 2, NULL, 0, 2}, OD_ERR_CONFLICT},
+    {{sizeof(od_put), OD_PUT_IF_VERSION, "items", "i", "{}", 2, NULL, 0, 0}, OD_ERR_CONFLICT},
+    {{sizeof(od_put), OD_PUT_IF_VERSION, "plain", "gone", "{}", 2, NULL, 0, 1}, OD_ERR_NOT_FOUND},
+    /* a unique value another document owns */
+    {{sizeof(od_put), OD_PUT_UPSERT, "items", "other", "{}", 2, &OWNED_IDX, 1, 0}, OD_ERR_EXISTS},
+    /* ...or that put 0 of this batch takes: the later put is refused, as a
+     * second put() would be */
+    {{sizeof(od_put), OD_PUT_UPSERT, "items", "other", "{}", 2, &TAKEN_IDX, 1, 0}, OD_ERR_EXISTS},
+    {{sizeof(od_put), OD_PUT_IF_ABSENT, "items", "other", "{}", 2, &TAKEN_IDX, 1, 0},
+     OD_ERR_EXISTS},
+};
+
+START_TEST(test_batch_all_or_nothing)
+{
+    NEED_PUT_BATCH();
+    seed();
+    od_put p[3];
+    two_good_puts(p);
+    p[2] = REFUSED[_i].put;
+    uint64_t v[3] = {0, 0, 0};
+    size_t failed = NOT_SET;
+    ck_assert_int_eq(batch(p, 3, v, &failed), REFUSED[_i].status);
+    ck_assert_uint_eq(failed, 2);
+    assert_seed_only();
+    /* The refusal left no lock or half state behind: the good puts alone go. */
+    failed = NOT_SET;
+    ck_assert_int_eq(batch(p, 2, v, &failed), OD_OK);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    ck_assert_uint_eq(v[0], 1);
+    ck_assert_uint_eq(v[1], 2);
+    assert_lookup("new@x", "new");
+}
+END_TEST
+
+/* The refused put first: *failed is its index, not the last one tried. */
+START_TEST(test_batch_failed_index_first)
+{
+    NEED_PUT_BATCH();
+    seed();
+    od_put p[3];
+    two_good_puts(p);
+    p[2] = p[0];
+    p[0] = mkput("items", "i", "{}", OD_PUT_IF_VERSION, 7, NULL, 0);
+    size_t failed = NOT_SET;
+    ck_assert_int_eq(batch(p, 3, NULL, &failed), OD_ERR_CONFLICT);
+    ck_assert_uint_eq(failed, 0);
+    assert_seed_only();
+}
+END_TEST
+
+static const od_index_value UNKNOWN_IDX = {"nosuch", "x"};
+static const od_index_value EMPTY_IDX = {"email", ""};
+static const od_index_value TWICE_IDX[] = {{"status", "a"}, {"status", "b"}};
+static const od_index_value PLAIN_IDX = {"email", "z@x"}; /* plain has no indexes */
+static const char LONG_KEY[] = /* OD_KEY_MAX + 1 bytes */
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+_Static_assert(sizeof LONG_KEY == OD_KEY_MAX + 2, "LONG_KEY is one byte too long");
+
+static const od_put INVALID_PUTS[] = {
+    {sizeof(od_put), OD_PUT_UPSERT, "nosuchtable", "a", "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, NULL, "a", "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "plain", "", "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "plain", NULL, "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "plain", "a\nb", "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "plain", LONG_KEY, "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), 7, "plain", "a", "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "plain", "a", NULL, 0, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "items", "a", "{}", 2, &UNKNOWN_IDX, 1, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "items", "a", "{}", 2, &EMPTY_IDX, 1, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "items", "a", "{}", 2, TWICE_IDX, 2, 0},
+    {sizeof(od_put), OD_PUT_UPSERT, "plain", "a", "{}", 2, &PLAIN_IDX, 1, 0},
+    /* the same (table, key) as put 0 or put 1, whatever the condition */
+    {sizeof(od_put), OD_PUT_UPSERT, "items", "new", "{}", 2, NULL, 0, 0},
+    {sizeof(od_put), OD_PUT_IF_VERSION, "plain", "p", "{}", 2, NULL, 0, 1},
+    /* a caller built against a shorter od_put */
+    {(uint32_t)offsetof(od_put, expected), OD_PUT_UPSERT, "plain", "a", "{}", 2, NULL, 0, 0},
+    {0, OD_PUT_UPSERT, "plain", "a", "{}", 2, NULL, 0, 0},
+};
+
+START_TEST(test_batch_invalid_put)
+{
+    NEED_PUT_BATCH();
+    seed();
+    od_put p[3];
+    two_good_puts(p);
+    p[2] = INVALID_PUTS[_i];
+    size_t failed = NOT_SET;
+    ck_assert_int_eq(batch(p, 3, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    assert_seed_only();
+}
+END_TEST
+
+START_TEST(test_batch_invalid_shape)
+{
+    NEED_PUT_BATCH();
+    seed();
+    od_put p[OD_BATCH_MAX + 1];
+    const od_put *ptrs[3];
+    char keys[OD_BATCH_MAX + 1][8];
+    size_t failed = NOT_SET;
+    two_good_puts(p);
+    ck_assert_int_eq(batch(p, 0, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    failed = NOT_SET;
+    ck_assert_int_eq(S->put_batch(SELF, NULL, 1, NULL, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    ptrs[0] = &p[0];
+    ptrs[1] = NULL;
+    ptrs[2] = &p[1];
+    failed = NOT_SET;
+    ck_assert_int_eq(S->put_batch(SELF, ptrs, 3, NULL, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    /* OD_BATCH_MAX + 1 good puts: too many; OD_BATCH_MAX: fine. */
+    for (size_t i = 0; i <= OD_BATCH_MAX; i++) {
+        snprintf(keys[i], sizeof keys[i], "b%02zu", i);
+        p[i] = mkput("plain", keys[i], "{}", OD_PUT_IF_ABSENT, 0, NULL, 0);
+    }
+    failed = NOT_SET;
+    ck_assert_int_eq(batch(p, OD_BATCH_MAX + 1, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    assert_seed_only();
+    uint64_t v[OD_BATCH_MAX];
+    ck_assert_int_eq(batch(p, OD_BATCH_MAX, v, NULL), OD_OK);
+    for (size_t i = 0; i < OD_BATCH_MAX; i++) {
+        ck_assert_uint_eq(v[i], 1);
+        assert_doc("plain", keys[i], "{}", 1);
+    }
+    walk w;
+    walk_all(&w, "plain", NULL, NULL, 100, 0);
+    ck_assert_uint_eq(w.n, OD_BATCH_MAX + 1); /* and "p" */
+    ck_assert_uint_eq(count_key(&w, keys[OD_BATCH_MAX]), 0);
+}
+END_TEST
+
+/* A queue put_batch cannot enqueue on: counts the calls the backend makes. */
+typedef struct fake_queue {
+    const char *store; /* what store() answers */
+    int store_calls;
+    int notify_calls;
+} fake_queue;
+
+static const char *fake_store(void *self)
+{
+    fake_queue *f = self;
+    f->store_calls++;
+    return f->store;
+}
+
+static void fake_notify(void *self, uint32_t lane)
+{
+    fake_queue *f = self;
+    (void)lane;
+    f->notify_calls++;
+}
+
+/* msg on queue q: OD_ERR_UNSUPPORTED, nothing written, no notify. */
+static void assert_msg_refused(const od_queue *q)
+{
+    od_put p[2];
+    two_good_puts(p);
+    od_outbox msg = {sizeof msg, OD_LANE_NORMAL, q, "{\"order\":1}", 11, 0};
+    size_t failed = NOT_SET;
+    ck_assert_int_eq(batch_msg(p, 2, &msg, NULL, &failed), OD_ERR_UNSUPPORTED);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    assert_seed_only();
+    ck_assert_int_eq(((fake_queue *)q->self)->notify_calls, 0);
+}
+
+START_TEST(test_batch_msg_other_store)
+{
+    NEED_PUT_BATCH();
+    seed();
+    fake_queue f = {"nowhere:x", 0, 0};
+    od_queue_ops ops = {.size = sizeof ops, .store = fake_store, .notify = fake_notify};
+    od_queue q = {&ops, &f};
+    assert_msg_refused(&q);
+    ops.store = NULL; /* a queue that shares no store */
+    assert_msg_refused(&q);
+    if (!OD_HAS_OP(od_storage_ops, S, store))
+        return;
+    /* Our own store string, one byte short or one too long: still another store. */
+    const char *mine = S->store(SELF);
+    ck_assert_ptr_nonnull(mine);
+    ck_assert_uint_gt(strlen(mine), 0);
+    char near[1024];
+    ck_assert_uint_lt(strlen(mine), sizeof near - 1);
+    ops.store = fake_store;
+    f.store = near;
+    snprintf(near, sizeof near, "%.*s", (int)strlen(mine) - 1, mine);
+    assert_msg_refused(&q);
+    snprintf(near, sizeof near, "%sx", mine);
+    assert_msg_refused(&q);
+}
+END_TEST
+
+/* An ABI 1.0 queue has no store member, whatever lies past its size. */
+START_TEST(test_batch_msg_old_queue)
+{
+    NEED_PUT_BATCH();
+    seed();
+    const char *mine = OD_HAS_OP(od_storage_ops, S, store) ? S->store(SELF) : "nowhere:x";
+    fake_queue f = {mine, 0, 0};
+    od_queue_ops ops = {.size = offsetof(od_queue_ops, store), .store = fake_store,
+                        .notify = fake_notify};
+    od_queue q = {&ops, &f};
+    assert_msg_refused(&q);
+    ck_assert_int_eq(f.store_calls, 0);
+}
+END_TEST
+
+static void *claim_thread(void *p)
+{
+    race *r = ((void **)p)[0];
+    size_t me = (size_t)((void **)p)[1];
+    char order[32], body[32];
+    snprintf(order, sizeof order, "order:%zu", me);
+    snprintf(body, sizeof body, "{\"t\":%zu}", me);
+    od_put puts[] = {mkput("plain", "claim:K", body, OD_PUT_IF_ABSENT, 0, NULL, 0),
+                     mkput("plain", order, body, OD_PUT_IF_ABSENT, 0, NULL, 0)};
+    size_t failed = NOT_SET;
+    pthread_barrier_wait(&r->start);
+    od_status s = batch(puts, 2, NULL, &failed);
+    r->ok[me] = s == OD_OK && failed == OD_BATCH_NONE;
+    r->other[me] = !r->ok[me] && (s != OD_ERR_EXISTS || failed != 0);
+    return NULL;
+}
+
+START_TEST(test_batch_concurrent_claim)
+{
+    NEED_PUT_BATCH();
+    race r = {0};
+    run_threads(claim_thread, &r);
+    ck_assert_int_eq(sum(r.ok), 1);
+    ck_assert_int_eq(sum(r.other), 0);
+    walk w;
+    walk_all(&w, "plain", NULL, NULL, 100, 0);
+    ck_assert_uint_eq(w.n, 2); /* the claim and one order */
+    for (size_t i = 0; i < N_THREADS; i++) {
+        if (!r.ok[i])
+            continue;
+        char order[32], body[32];
+        snprintf(order, sizeof order, "order:%zu", i);
+        snprintf(body, sizeof body, "{\"t\":%zu}", i);
+        assert_doc("plain", "claim:K", body, 1);
+        assert_doc("plain", order, body, 1);
+    }
+}
+END_TEST
+
 static Suite *storage_suite(void)
 {
     static char name[96];
@@ -862,6 +1317,20 @@ static Suite *storage_suite(void)
     tcase_add_test(conc, test_concurrent_unique_value);
     tcase_add_test(conc, test_concurrent_if_version);
     suite_add_tcase(s, conc);
+
+    TCase *bat = tcase_create("put_batch");
+    tcase_add_checked_fixture(bat, batch_setup, teardown);
+    tcase_add_test(bat, test_batch_applies_all);
+    tcase_add_test(bat, test_batch_upsert_replaces_index_values);
+    tcase_add_test(bat, test_batch_unique_handover);
+    tcase_add_loop_test(bat, test_batch_all_or_nothing, 0, sizeof REFUSED / sizeof *REFUSED);
+    tcase_add_test(bat, test_batch_failed_index_first);
+    tcase_add_loop_test(bat, test_batch_invalid_put, 0, sizeof INVALID_PUTS / sizeof *INVALID_PUTS);
+    tcase_add_test(bat, test_batch_invalid_shape);
+    tcase_add_test(bat, test_batch_msg_other_store);
+    tcase_add_test(bat, test_batch_msg_old_queue);
+    tcase_add_test(bat, test_batch_concurrent_claim);
+    suite_add_tcase(s, bat);
     return s;
 }
 
