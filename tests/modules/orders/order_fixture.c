@@ -13,13 +13,63 @@
 
 fx_state FX;
 
-/* ---- a storage the tests can switch off: modules get this wrapper ---- */
+/* ---- backends the tests can switch off: modules get these wrappers ---- */
 
-static atomic_int storage_down;
+static int write_mode = FX_MODE_STEPS; /* read by fx_up, reset by fx_down */
+static atomic_int storage_down, batch_down, send_down;
+static atomic_size_t n_batches, n_sends, n_notifies;
+static _Atomic(fx_batch_hook) before_batch;
+
+void fx_use_mode(int mode)
+{
+    ck_assert(mode >= 0 && mode < FX_MODES);
+    write_mode = mode;
+}
+
+int fx_mode(void)
+{
+    return write_mode;
+}
+
+const char *fx_mode_name(int mode)
+{
+    static const char *const names[FX_MODES] = {"steps", "batch", "outbox"};
+    return mode >= 0 && mode < FX_MODES ? names[mode] : "?";
+}
 
 void fx_storage_unavailable(int on)
 {
     atomic_store(&storage_down, on);
+}
+
+void fx_batch_unavailable(int on)
+{
+    atomic_store(&batch_down, on);
+}
+
+void fx_send_unavailable(int on)
+{
+    atomic_store(&send_down, on);
+}
+
+void fx_before_batch(fx_batch_hook fn)
+{
+    atomic_store(&before_batch, fn);
+}
+
+size_t fx_batches(void)
+{
+    return atomic_load(&n_batches);
+}
+
+size_t fx_sends(void)
+{
+    return atomic_load(&n_sends);
+}
+
+size_t fx_notifies(void)
+{
+    return atomic_load(&n_notifies);
 }
 
 #define REAL FX.st.ops
@@ -78,22 +128,128 @@ static od_status w_ping(void *x)
     return DOWN_OR(ping(FX.st.self));
 }
 
-static const od_storage_ops SWITCHABLE_OPS = {
-    .size = sizeof(od_storage_ops),
-    .define_table = w_define,
-    .get = w_get,
-    .put = w_put,
-    .del = w_del,
-    .lookup = w_lookup,
-    .query = w_query,
-    .scan = w_scan,
-    .counter_add = w_counter_add,
-    .counter_set = w_counter_set,
-    .counter_get = w_counter_get,
-    .counter_del = w_counter_del,
-    .ping = w_ping,
+/* The store both wrappers report in FX_MODE_OUTBOX. */
+static const char FX_STORE[] = "fixture:storage_memory+queue_memory";
+
+static const char *w_store(void *x)
+{
+    return FX_STORE;
+}
+
+/* storage_memory keeps no queue, so it cannot carry a message in its
+ * transaction (it answers OD_ERR_UNSUPPORTED). To run the orders module's
+ * outbox path anyway, FX_MODE_OUTBOX simulates a shared store here: both
+ * wrappers report FX_STORE, and a batch with a message writes the documents
+ * through the real put_batch (no message), then, only if that committed,
+ * sends the message to queue_memory directly (not through the queue
+ * wrapper, whose send the module must not need) and calls notify() as a
+ * backend must. Not atomic like SQLite's one transaction: a reader could
+ * see the documents a moment before the message. The tests never look in
+ * between, and queue_memory's send fails only for want of memory. */
+static od_status outbox_batch(const od_put *const *puts, size_t n, const od_outbox *msg,
+                              uint64_t *versions, size_t *failed)
+{
+    const od_queue_ops *qo = msg->queue ? msg->queue->ops : NULL;
+    if (failed)
+        *failed = OD_BATCH_NONE;
+    if (msg->size < sizeof(od_outbox) || !qo || !OD_HAS_OP(od_queue_ops, qo, store) ||
+        !OD_HAS_OP(od_queue_ops, qo, notify) || strcmp(qo->store(msg->queue->self), FX_STORE) != 0)
+        return OD_ERR_UNSUPPORTED;
+    od_status s = REAL->put_batch(FX.st.self, puts, n, NULL, versions, failed);
+    if (s != OD_OK)
+        return s;
+    s = FX.q.ops->send(FX.q.self, msg->lane, msg->body, msg->len, msg->delay_ms, NULL);
+    if (s != OD_OK)
+        return s;
+    atomic_fetch_add(&n_batches, 1);
+    qo->notify(msg->queue->self, msg->lane);
+    return OD_OK;
+}
+
+static od_status w_put_batch(void *x, const od_put *const *puts, size_t n, const od_outbox *msg,
+                             uint64_t *versions, size_t *failed)
+{
+    if (atomic_load(&storage_down) || atomic_load(&batch_down)) {
+        if (failed)
+            *failed = OD_BATCH_NONE;
+        return OD_ERR_UNAVAILABLE;
+    }
+    fx_batch_hook hook = atomic_exchange(&before_batch, NULL);
+    if (hook)
+        hook(puts, n);
+    if (msg)
+        return outbox_batch(puts, n, msg, versions, failed);
+    od_status s = REAL->put_batch(FX.st.self, puts, n, NULL, versions, failed);
+    if (s == OD_OK)
+        atomic_fetch_add(&n_batches, 1);
+    return s;
+}
+
+#define SWITCHABLE_BASE                                                                            \
+    .size = sizeof(od_storage_ops), .define_table = w_define, .get = w_get, .put = w_put,          \
+    .del = w_del, .lookup = w_lookup, .query = w_query, .scan = w_scan,                            \
+    .counter_add = w_counter_add, .counter_set = w_counter_set, .counter_get = w_counter_get,      \
+    .counter_del = w_counter_del, .ping = w_ping
+
+/* One ops table per mode, so the orders module's init sees the ops it
+ * tests for (OD_HAS_OP) and chooses its write path from them. */
+static const od_storage_ops SWITCHABLE_OPS[FX_MODES] = {
+    [FX_MODE_STEPS] = {SWITCHABLE_BASE},
+    [FX_MODE_BATCH] = {SWITCHABLE_BASE, .put_batch = w_put_batch},
+    [FX_MODE_OUTBOX] = {SWITCHABLE_BASE, .put_batch = w_put_batch, .store = w_store},
 };
-static const od_storage SWITCHABLE = {&SWITCHABLE_OPS, NULL};
+static const od_storage SWITCHABLE[FX_MODES] = {
+    {&SWITCHABLE_OPS[0], NULL}, {&SWITCHABLE_OPS[1], NULL}, {&SWITCHABLE_OPS[2], NULL}};
+
+static od_status wq_send(void *x, uint32_t lane, const char *b, size_t len, uint32_t delay,
+                         char **id)
+{
+    if (atomic_load(&send_down))
+        return OD_ERR_UNAVAILABLE;
+    od_status s = FX.q.ops->send(FX.q.self, lane, b, len, delay, id);
+    if (s == OD_OK)
+        atomic_fetch_add(&n_sends, 1);
+    return s;
+}
+static od_status wq_receive(void *x, uint32_t lane, uint32_t max, uint32_t wait, uint32_t vis,
+                            od_message *out, size_t *n)
+{
+    return FX.q.ops->receive(FX.q.self, lane, max, wait, vis, out, n);
+}
+static od_status wq_del(void *x, uint32_t lane, const char *receipt)
+{
+    return FX.q.ops->del(FX.q.self, lane, receipt);
+}
+static od_status wq_change_visibility(void *x, uint32_t lane, const char *receipt, uint32_t ms)
+{
+    return FX.q.ops->change_visibility(FX.q.self, lane, receipt, ms);
+}
+static od_status wq_depth(void *x, uint32_t lane, int64_t *visible, int64_t *in_flight)
+{
+    return FX.q.ops->depth(FX.q.self, lane, visible, in_flight);
+}
+static od_status wq_ping(void *x)
+{
+    return FX.q.ops->ping(FX.q.self);
+}
+/* queue_memory's send already woke its receivers: only count. */
+static void wq_notify(void *x, uint32_t lane)
+{
+    atomic_fetch_add(&n_notifies, 1);
+}
+
+#define SWITCHABLE_QUEUE_BASE                                                                      \
+    .size = sizeof(od_queue_ops), .send = wq_send, .receive = wq_receive, .del = wq_del,           \
+    .change_visibility = wq_change_visibility, .depth = wq_depth, .ping = wq_ping
+
+static const od_queue_ops SWITCHABLE_QUEUE_OPS[FX_MODES] = {
+    [FX_MODE_STEPS] = {SWITCHABLE_QUEUE_BASE},
+    [FX_MODE_BATCH] = {SWITCHABLE_QUEUE_BASE},
+    [FX_MODE_OUTBOX] = {SWITCHABLE_QUEUE_BASE, .store = w_store, .notify = wq_notify},
+};
+static const od_queue SWITCHABLE_QUEUE[FX_MODES] = {
+    {&SWITCHABLE_QUEUE_OPS[0], NULL}, {&SWITCHABLE_QUEUE_OPS[1], NULL},
+    {&SWITCHABLE_QUEUE_OPS[2], NULL}};
 
 /* Parsed replies, so fx_get can hand out borrowed members. */
 typedef struct fx_reply {
@@ -166,32 +322,36 @@ int64_t fx_metric(const char *name, const char *labels)
     return 0;
 }
 
-void fx_up_with_queue(const od_queue *queue)
+void fx_up(void)
 {
     for (size_t i = 0; i < sizeof METRICS / sizeof METRICS[0]; i++)
         metric_base[i] = mock_metric_value(METRICS[i][0], METRICS[i][1]);
     memset(&FX, 0, sizeof FX);
     mock_routes_reset();
+    mock_log_reset();
+    fx_storage_unavailable(0);
+    fx_batch_unavailable(0);
+    fx_send_unavailable(0);
+    fx_before_batch(NULL);
+    atomic_store(&n_batches, 0);
+    atomic_store(&n_sends, 0);
+    atomic_store(&n_notifies, 0);
     load(&FX.storage, "storage_memory", "storage");
     init(&FX.storage);
     FX.st = (od_storage){FX.storage.desc->ops, FX.storage.self};
-    fx_storage_unavailable(0);
-    mock_set_storage(&SWITCHABLE);
+    ck_assert_msg(write_mode == FX_MODE_STEPS || OD_HAS_OP(od_storage_ops, FX.st.ops, put_batch),
+                  "storage_memory has no put_batch");
+    mock_set_storage(&SWITCHABLE[write_mode]);
     load(&FX.queue, "queue_memory", "queue");
     init(&FX.queue);
     FX.q = (od_queue){FX.queue.desc->ops, FX.queue.self};
-    mock_set_queue(queue ? queue : &FX.q);
+    mock_set_queue(&SWITCHABLE_QUEUE[write_mode]);
     define_products();
     step_up(&FX.validate, "step_validate", "validate", &FX.steps[0]);
     step_up(&FX.reserve, "step_reserve_stock", "reserve_stock", &FX.steps[1]);
     step_up(&FX.complete, "step_complete", "complete", &FX.steps[2]);
     load(&FX.orders, "orders", "orders");
     init(&FX.orders);
-}
-
-void fx_up(void)
-{
-    fx_up_with_queue(NULL);
 }
 
 void fx_down(void)
@@ -209,6 +369,7 @@ void fx_down(void)
     mock_set_storage(NULL);
     mock_set_queue(NULL);
     mock_routes_reset();
+    write_mode = FX_MODE_STEPS;
 }
 
 void fx_product(const char *name, int64_t price_cents, int64_t stock, char *id_out)
@@ -368,13 +529,23 @@ void fx_set_status(const char *order_id, const char *status)
     json_object_put(doc);
 }
 
-size_t fx_count_orders(void)
+static size_t count_table(const char *table)
 {
     od_page page = {0};
-    ck_assert_int_eq(FX.st.ops->scan(FX.st.self, ODO_TABLE_ORDERS, NULL, 1000, 0, &page), OD_OK);
+    ck_assert_int_eq(FX.st.ops->scan(FX.st.self, table, NULL, 1000, 0, &page), OD_OK);
     size_t n = page.count;
     od_page_clear(mock_host_api(), &page);
     return n;
+}
+
+size_t fx_count_orders(void)
+{
+    return count_table(ODO_TABLE_ORDERS);
+}
+
+size_t fx_count_idem(void)
+{
+    return count_table(ODO_TABLE_IDEMPOTENCY);
 }
 
 static void step_ctx(const char *order_id, od_doc *d, od_step_ctx *ctx)
@@ -425,4 +596,15 @@ size_t fx_drain(uint32_t lane, char bodies[][128], size_t max)
         if (n == 0)
             return total;
     }
+}
+
+int64_t fx_queued(void)
+{
+    int64_t total = 0;
+    for (uint32_t lane = 0; lane < OD_LANE_COUNT; lane++) {
+        int64_t visible = 0, in_flight = 0;
+        ck_assert_int_eq(FX.q.ops->depth(FX.q.self, lane, &visible, &in_flight), OD_OK);
+        total += visible + in_flight;
+    }
+    return total;
 }

@@ -2,7 +2,9 @@
  * order_fixture.h - set-up shared by the orders and steps suites: the real
  * storage_memory and queue_memory backends and the orders / step modules,
  * each loaded from the build tree the way the core loads it, behind the
- * mock host. Each Check test runs in its own fork: fx_up() in a checked
+ * mock host. Modules reach the backends through wrappers that fail on
+ * demand and show the orders module one of its three ways of writing a new
+ * order (FX_MODE_*). Each Check test runs in its own fork: fx_up() in a checked
  * fixture, fx_down() frees everything so LeakSanitizer sees a clean exit.
  */
 #ifndef ORDER_FIXTURE_H
@@ -31,15 +33,40 @@ typedef struct fx_state {
 
 extern fx_state FX;
 
-/* Backends, then the orders module (with `queue`, or FX.q when NULL) and
- * the three steps. */
+/* How the orders module writes a new order; it decides in init from the
+ * ops the wrappers below show it (modules/orders/orders.c,
+ * detect_transactions). */
+enum {
+    FX_MODE_STEPS,  /* storage without put_batch: record, order, send */
+    FX_MODE_BATCH,  /* put_batch (storage_memory's): record + order, then send */
+    FX_MODE_OUTBOX, /* storage and queue report one store: record + order + message
+                       in one put_batch (simulated, see order_fixture.c) */
+    FX_MODES
+};
+/* Set before fx_up(); fx_down() goes back to FX_MODE_STEPS. */
+void fx_use_mode(int mode);
+int fx_mode(void);
+const char *fx_mode_name(int mode);
+
+/* Backends, then the three steps and the orders module. */
 void fx_up(void);
-void fx_up_with_queue(const od_queue *queue);
 void fx_down(void);
 
-/* Modules see the backend through a switch: on, every storage op of theirs
- * returns OD_ERR_UNAVAILABLE (FX.st, used by the fixture, stays up). */
+/* Modules see the backends through switches: on, every storage op of
+ * theirs returns OD_ERR_UNAVAILABLE (FX.st, used by the fixture, stays up);
+ * put_batch alone returns it; the queue's send returns it (FX.q stays up). */
 void fx_storage_unavailable(int on);
+void fx_batch_unavailable(int on);
+void fx_send_unavailable(int on);
+/* Run fn once, at the start of the next put_batch a module calls, with its
+ * puts (to write what a concurrent request would have written first). */
+typedef void (*fx_batch_hook)(const od_put *const *puts, size_t n);
+void fx_before_batch(fx_batch_hook fn);
+/* Since fx_up: put_batch calls that committed, sends through the queue
+ * wrapper that succeeded, notify calls on the queue wrapper. */
+size_t fx_batches(void);
+size_t fx_sends(void);
+size_t fx_notifies(void);
 
 /* A counter's growth since fx_up (orders created, status changes). */
 int64_t fx_metric(const char *name, const char *labels);
@@ -70,6 +97,7 @@ void fx_order(const char *user, const char *body, char *id_out);
 json_object *fx_order_doc(const char *order_id, uint64_t *version);
 void fx_set_status(const char *order_id, const char *status);
 size_t fx_count_orders(void);
+size_t fx_count_idem(void); /* Idempotency-Key records */
 
 /* Run a step on the stored order like the queue worker does. */
 int fx_run_step(const od_step *step, const char *order_id, char *reason_out);
@@ -77,5 +105,7 @@ void fx_compensate(const od_step *step, const char *order_id);
 
 /* Messages waiting on a lane; each receive takes them (visibility 60 s). */
 size_t fx_drain(uint32_t lane, char bodies[][128], size_t max);
+/* Messages on every lane, visible or in flight. */
+int64_t fx_queued(void);
 
 #endif

@@ -1,7 +1,10 @@
 /*
  * test_orders.c - the orders service against the mock host with the real
  * storage_memory and queue_memory backends: create (both item forms), list,
- * read, cancel, validation, authorization and idempotency.
+ * read, cancel, validation, authorization and idempotency. Every test runs
+ * once per way the module writes a new order (one suite per FX_MODE_*), and
+ * each mode has tests of its own: what one create writes, what a failed
+ * send or put_batch leaves behind, and the init log line naming the mode.
  */
 #include <check.h>
 #include <pthread.h>
@@ -210,41 +213,6 @@ START_TEST(storage_outage_is_503)
     json_object *doc = fx_order_doc(id, NULL);
     ck_assert_str_eq(odo_str(doc, "status"), "PENDING");
     json_object_put(doc);
-}
-END_TEST
-
-/* ---- queue failure: an accepted order is always queued ---- */
-
-static od_status failing_send(void *self, uint32_t lane, const char *body, size_t len,
-                              uint32_t delay_ms, char **id_out)
-{
-    return OD_ERR_UNAVAILABLE;
-}
-
-static od_queue_ops failing_ops;
-static od_queue failing_queue;
-
-static void setup_failing_queue(void)
-{
-    failing_ops.size = sizeof failing_ops;
-    failing_ops.send = failing_send;
-    failing_queue = (od_queue){&failing_ops, NULL};
-    fx_up_with_queue(&failing_queue);
-    fx_product("Widget", 1999, 10, widget);
-}
-
-START_TEST(create_send_failure_removes_order)
-{
-    od_request *r = post(FX_ALICE, items_body(widget, NULL), "k-1");
-    ck_assert_int_eq(mock_reply_status(r), 503);
-    ck_assert_str_eq(fx_str(r, "error"), "unavailable");
-    fx_free(r);
-    ck_assert_uint_eq(fx_count_orders(), 0);
-    od_doc d = {0};
-    char key[256];
-    snprintf(key, sizeof key, "%s:k-1", FX_ALICE);
-    ck_assert_int_eq(FX.st.ops->get(FX.st.self, ODO_TABLE_IDEMPOTENCY, key, &d), OD_ERR_NOT_FOUND);
-    ck_assert_int_eq(fx_metric("orderd_orders_created_total", "priority=\"normal\""), 0);
 }
 END_TEST
 
@@ -550,7 +518,7 @@ END_TEST
 
 typedef struct racer {
     pthread_barrier_t *go;
-    const char *body;
+    const char *body, *key;
     int status;
     char id[OD_UUID_STR_LEN + 1];
 } racer;
@@ -561,7 +529,7 @@ static void *race(void *arg)
     od_request *r = mock_request_new("POST", "/api/orders");
     mock_request_principal(r, FX_ALICE, OD_ROLE_CUSTOMER);
     mock_request_body(r, x->body);
-    mock_request_header(r, "Idempotency-Key", "same-key");
+    mock_request_header(r, "Idempotency-Key", x->key);
     od_handler_fn fn = mock_route("POST", "/api/orders", NULL);
     pthread_barrier_wait(x->go);
     fn(FX.orders.self, r);
@@ -575,38 +543,279 @@ static void *race(void *arg)
     return NULL;
 }
 
+/* n requests with one body and key at once: exactly one creates the order,
+ * every other one is answered with that same order. */
+static void race_one_key(const char *body, const char *key, int n)
+{
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)n);
+    pthread_t t[RACERS];
+    racer x[RACERS];
+    ck_assert_int_le(n, RACERS);
+    for (int i = 0; i < n; i++) {
+        x[i] = (racer){.go = &go, .body = body, .key = key};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, race, &x[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    int created = 0;
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(x[i].status == 201 || x[i].status == 200, "key %s racer %d got %d", key, i,
+                      x[i].status);
+        created += x[i].status == 201;
+        ck_assert_uint_eq(strlen(x[i].id), OD_UUID_STR_LEN);
+        ck_assert_str_eq(x[i].id, x[0].id);
+    }
+    ck_assert_int_eq(created, 1);
+}
+
+/* What one order costs in each mode: committed put_batch calls, sends by
+ * the module, notify calls. */
+typedef struct writes {
+    size_t batches, sends, notifies;
+} writes;
+
+static const writes PER_ORDER[FX_MODES] = {
+    [FX_MODE_STEPS] = {0, 1, 0},
+    [FX_MODE_BATCH] = {1, 1, 0},
+    [FX_MODE_OUTBOX] = {1, 0, 1},
+};
+
+static void assert_writes(size_t orders)
+{
+    const writes *w = &PER_ORDER[fx_mode()];
+    ck_assert_uint_eq(fx_batches(), orders * w->batches);
+    ck_assert_uint_eq(fx_sends(), orders * w->sends);
+    ck_assert_uint_eq(fx_notifies(), orders * w->notifies);
+}
+
 START_TEST(idempotency_concurrent_retries_make_one_order)
 {
     char body[256];
     snprintf(body, sizeof body, "{\"items\":[\"%s\"]}", widget);
-    pthread_barrier_t go;
-    pthread_barrier_init(&go, NULL, RACERS);
-    pthread_t t[RACERS];
-    racer x[RACERS];
-    for (int i = 0; i < RACERS; i++) {
-        x[i] = (racer){.go = &go, .body = body};
-        ck_assert_int_eq(pthread_create(&t[i], NULL, race, &x[i]), 0);
-    }
-    int created = 0;
-    for (int i = 0; i < RACERS; i++) {
-        pthread_join(t[i], NULL);
-        ck_assert_msg(x[i].status == 201 || x[i].status == 200, "racer %d got %d", i, x[i].status);
-        created += x[i].status == 201;
-        ck_assert_str_eq(x[i].id, x[0].id);
-    }
-    pthread_barrier_destroy(&go);
-    ck_assert_int_eq(created, 1);
+    race_one_key(body, "same-key", RACERS);
     ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    assert_writes(1);
     char got[RACERS][128];
     ck_assert_uint_eq(fx_drain(OD_LANE_NORMAL, got, RACERS), 1);
 }
 END_TEST
 
-static Suite *orders_suite(void)
+#define PAIRS 25
+
+/* Two at a time, many times over: the race between claiming the key and
+ * writing the order is narrow, so run it often. */
+START_TEST(idempotency_concurrent_pairs)
 {
-    Suite *s = suite_create("orders");
+    char body[256], key[32];
+    snprintf(body, sizeof body, "{\"items\":[\"%s\"]}", widget);
+    for (int i = 0; i < PAIRS; i++) {
+        snprintf(key, sizeof key, "pair-%d", i);
+        race_one_key(body, key, 2);
+    }
+    ck_assert_uint_eq(fx_count_orders(), PAIRS);
+    ck_assert_uint_eq(fx_count_idem(), PAIRS);
+    ck_assert_int_eq(fx_queued(), PAIRS);
+    assert_writes(PAIRS);
+}
+END_TEST
+
+/* ---- the three write paths ---- */
+
+/* What each mode's init line says (the orders module's detect_transactions). */
+static const char *const MODE_LOG[FX_MODES] = {
+    [FX_MODE_STEPS] = "orders: new orders: Idempotency-Key record, then the order, then the queue",
+    [FX_MODE_BATCH] = "orders: new orders: order and Idempotency-Key record in one transaction, "
+                      "then the queue message",
+    [FX_MODE_OUTBOX] = "orders: new orders: order, Idempotency-Key record and queue message in one "
+                       "transaction (storage and queue share fixture:storage_memory+queue_memory)",
+};
+
+START_TEST(init_log_names_mode)
+{
+    for (int m = 0; m < FX_MODES; m++)
+        ck_assert_msg(mock_log_contains(MODE_LOG[m]) == (m == fx_mode()),
+                      "mode %s: log line of mode %s %s", fx_mode_name(fx_mode()), fx_mode_name(m),
+                      m == fx_mode() ? "missing" : "present");
+}
+END_TEST
+
+/* The record stored under alice's key names this order. */
+static void assert_record_names(const char *key, const char *order_id)
+{
+    char k[256];
+    od_doc d = {0};
+    snprintf(k, sizeof k, "%s:%s", FX_ALICE, key);
+    ck_assert_int_eq(FX.st.ops->get(FX.st.self, ODO_TABLE_IDEMPOTENCY, k, &d), OD_OK);
+    json_object *rec = json_tokener_parse(d.body);
+    od_doc_clear(mock_host_api(), &d);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_str_eq(odo_str(rec, "orderId"), order_id);
+    json_object_put(rec);
+}
+
+static void assert_nothing_written(void)
+{
+    ck_assert_uint_eq(fx_count_orders(), 0);
+    ck_assert_uint_eq(fx_count_idem(), 0);
+    ck_assert_int_eq(fx_queued(), 0);
+    ck_assert_int_eq(fx_metric("orderd_orders_created_total", "priority=\"normal\""), 0);
+}
+
+START_TEST(create_with_key_writes_each_once)
+{
+    char body[256], id[OD_UUID_STR_LEN + 1], want[128], got[4][128];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    od_request *r = post(FX_ALICE, body, "once");
+    ck_assert_msg(mock_reply_status(r) == 201, "%s", mock_reply_body(r));
+    snprintf(id, sizeof id, "%s", fx_str(r, "data.id"));
+    fx_free(r);
+    ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_int_eq(fx_queued(), 1);
+    assert_record_names("once", id);
+    assert_writes(1);
+
+    r = post(FX_ALICE, body, "once");
+    ck_assert_msg(mock_reply_status(r) == 200, "%s", mock_reply_body(r));
+    ck_assert_str_eq(mock_reply_header(r, "Idempotent-Replayed"), "true");
+    ck_assert_str_eq(fx_str(r, "data.id"), id);
+    fx_free(r);
+    ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    assert_writes(1); /* the replay wrote and sent nothing */
+    snprintf(want, sizeof want, "{\"orderId\":\"%s\"}", id);
+    ck_assert_uint_eq(fx_drain(OD_LANE_NORMAL, got, 4), 1);
+    ck_assert_str_eq(got[0], want);
+    ck_assert_int_eq(fx_metric("orderd_orders_created_total", "priority=\"normal\""), 1);
+}
+END_TEST
+
+/* Steps and batch modes send after the write: an order that cannot be
+ * queued is removed with its record, so the retry creates it. */
+START_TEST(send_failure_leaves_nothing)
+{
+    char body[256], id[OD_UUID_STR_LEN + 1];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    fx_send_unavailable(1);
+    od_request *r = post(FX_ALICE, body, "k-1");
+    ck_assert_msg(mock_reply_status(r) == 503, "%s", mock_reply_body(r));
+    ck_assert_str_eq(fx_str(r, "error"), "unavailable");
+    fx_free(r);
+    assert_nothing_written();
+    ck_assert_uint_eq(fx_batches(), PER_ORDER[fx_mode()].batches); /* written, then undone */
+
+    fx_send_unavailable(0);
+    r = post(FX_ALICE, body, "k-1");
+    ck_assert_msg(mock_reply_status(r) == 201, "%s", mock_reply_body(r));
+    ck_assert_ptr_null(mock_reply_header(r, "Idempotent-Replayed"));
+    snprintf(id, sizeof id, "%s", fx_str(r, "data.id"));
+    fx_free(r);
+    ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_int_eq(fx_queued(), 1);
+    assert_record_names("k-1", id);
+    ck_assert_int_eq(fx_metric("orderd_orders_created_total", "priority=\"normal\""), 1);
+}
+END_TEST
+
+/* Outbox mode never calls send: the message rides in the transaction. */
+START_TEST(outbox_needs_no_send)
+{
+    fx_send_unavailable(1);
+    od_request *r = post(FX_ALICE, items_body(widget, NULL), "k-1");
+    ck_assert_msg(mock_reply_status(r) == 201, "%s", mock_reply_body(r));
+    fx_free(r);
+    ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_int_eq(fx_queued(), 1);
+    assert_writes(1);
+}
+END_TEST
+
+START_TEST(batch_failure_writes_nothing)
+{
+    char body[256];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    fx_batch_unavailable(1);
+    const char *keys[] = {"k-1", NULL};
+    for (size_t i = 0; i < 2; i++) {
+        od_request *r = post(FX_ALICE, body, keys[i]);
+        ck_assert_msg(mock_reply_status(r) == 503, "%s", mock_reply_body(r));
+        ck_assert_str_eq(fx_str(r, "error"), "unavailable");
+        fx_free(r);
+    }
+    assert_nothing_written();
+    assert_writes(0);
+
+    fx_batch_unavailable(0);
+    od_request *r = post(FX_ALICE, body, "k-1");
+    ck_assert_msg(mock_reply_status(r) == 201, "%s", mock_reply_body(r));
+    ck_assert_ptr_null(mock_reply_header(r, "Idempotent-Replayed"));
+    fx_free(r);
+    ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_int_eq(fx_queued(), 1);
+    assert_writes(1);
+}
+END_TEST
+
+/* Write the batch's order first, as a retry healing the same key would:
+ * the batch then fails on its first put. */
+static void write_order_first(const od_put *const *puts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(puts[i]->table, ODO_TABLE_ORDERS) == 0)
+            ck_assert_int_eq(FX.st.ops->put(FX.st.self, puts[i]->table, puts[i]->key,
+                                            puts[i]->body, puts[i]->len, puts[i]->idx,
+                                            puts[i]->n_idx, OD_PUT_IF_ABSENT, 0, NULL),
+                             OD_OK);
+}
+
+/* A batch that loses its condition commits nothing: no record and, in
+ * outbox mode, no message; the module answers with the order that won
+ * (whoever wrote it queued it) and sends nothing itself. */
+START_TEST(batch_conflict_writes_no_message)
+{
+    fx_before_batch(write_order_first);
+    od_request *r = post(FX_ALICE, items_body(widget, NULL), "k-1");
+    ck_assert_msg(mock_reply_status(r) == 200, "%s", mock_reply_body(r));
+    ck_assert_str_eq(mock_reply_header(r, "Idempotent-Replayed"), "true");
+    fx_free(r);
+    ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_uint_eq(fx_count_idem(), 0);
+    ck_assert_int_eq(fx_queued(), 0);
+    assert_writes(0);
+}
+END_TEST
+
+typedef void (*setup_fn)(void);
+
+#define MODE_SETUP(mode)                                                                           \
+    static void setup_##mode(void)                                                                 \
+    {                                                                                              \
+        fx_use_mode(mode);                                                                         \
+        setup();                                                                                   \
+    }
+MODE_SETUP(FX_MODE_STEPS)
+MODE_SETUP(FX_MODE_BATCH)
+MODE_SETUP(FX_MODE_OUTBOX)
+
+static const setup_fn SETUPS[FX_MODES] = {
+    [FX_MODE_STEPS] = setup_FX_MODE_STEPS,
+    [FX_MODE_BATCH] = setup_FX_MODE_BATCH,
+    [FX_MODE_OUTBOX] = setup_FX_MODE_OUTBOX,
+};
+
+static Suite *orders_suite(int mode)
+{
+    /* Check keeps the name's pointer */
+    static const char *const names[FX_MODES] = {"orders_steps", "orders_batch", "orders_outbox"};
+    Suite *s = suite_create(names[mode]);
     TCase *tc = tcase_create("api");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, SETUPS[mode], teardown);
     tcase_add_test(tc, create_string_form);
     tcase_add_test(tc, create_object_form_high_priority);
     tcase_add_loop_test(tc, create_rejects_bad_bodies, 0,
@@ -623,25 +832,37 @@ static Suite *orders_suite(void)
     suite_add_tcase(s, tc);
 
     TCase *idem = tcase_create("idempotency");
-    tcase_add_checked_fixture(idem, setup, teardown);
+    tcase_add_checked_fixture(idem, SETUPS[mode], teardown);
     tcase_add_test(idem, idempotent_replay_and_conflict);
     tcase_add_test(idem, idempotency_key_validated);
     tcase_add_test(idem, idempotency_key_free_after_404);
     tcase_add_test(idem, idempotency_heals_stale_record);
     tcase_add_test(idem, idempotency_in_progress_409);
     tcase_add_test(idem, idempotency_concurrent_retries_make_one_order);
+    tcase_add_test(idem, idempotency_concurrent_pairs);
     suite_add_tcase(s, idem);
 
-    TCase *q = tcase_create("queue_failure");
-    tcase_add_checked_fixture(q, setup_failing_queue, teardown);
-    tcase_add_test(q, create_send_failure_removes_order);
-    suite_add_tcase(s, q);
+    TCase *w = tcase_create("write_path");
+    tcase_add_checked_fixture(w, SETUPS[mode], teardown);
+    tcase_add_test(w, init_log_names_mode);
+    tcase_add_test(w, create_with_key_writes_each_once);
+    if (mode == FX_MODE_OUTBOX)
+        tcase_add_test(w, outbox_needs_no_send);
+    else
+        tcase_add_test(w, send_failure_leaves_nothing);
+    if (mode != FX_MODE_STEPS) {
+        tcase_add_test(w, batch_failure_writes_nothing);
+        tcase_add_test(w, batch_conflict_writes_no_message);
+    }
+    suite_add_tcase(s, w);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(orders_suite());
+    SRunner *sr = srunner_create(orders_suite(FX_MODE_STEPS));
+    srunner_add_suite(sr, orders_suite(FX_MODE_BATCH));
+    srunner_add_suite(sr, orders_suite(FX_MODE_OUTBOX));
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
