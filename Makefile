@@ -61,7 +61,7 @@ test-sanitize: deps
 # the backends under many threads (contract, group commit, shared store), the
 # auth token and view caches, the worker pool and pipeline, and the HTTP
 # concurrency invariants.
-TSAN_TESTS := ^(unit_test_metrics|unit_test_host|contract_(storage|queue)_(memory|sqlite)|sqlite_(group_commit|shared_store)|test_auth|test_users|test_products|test_orders|test_queue_worker|test_worker_pipeline|integ_concurrency)$$
+TSAN_TESTS := ^(unit_test_metrics|unit_test_host|contract_(storage|queue)_(memory|sqlite)|sqlite_(group_commit|shared_store)|test_auth|test_users|test_products|test_orders|test_queue_worker|test_worker_pipeline|integ_(sqlite_)?concurrency)$$
 test-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=thread \
 	  -DORDERD_TEST_AWS_EMULATORS=OFF $(CMAKE_FLAGS)

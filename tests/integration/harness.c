@@ -141,14 +141,34 @@ static void sleep_ms(int ms)
 
 /* ---- backends ------------------------------------------------------------ */
 
-int ih_backend_is_aws(void)
+static const char *backend_env(void)
 {
     const char *b = getenv("ORDERD_TEST_BACKEND");
-    if (!b || !*b || strcmp(b, "memory") == 0)
-        return 0;
+    return b && *b ? b : "memory";
+}
+
+int ih_backend_selected(const char *name)
+{
+    return strcmp(backend_env(), name) == 0;
+}
+
+static const char *backend(void)
+{
+    const char *b = backend_env();
     /* A typo must not quietly test the memory backend instead. */
-    ck_assert_msg(strcmp(b, "aws") == 0, "ORDERD_TEST_BACKEND=\"%s\" (known: memory, aws)", b);
-    return 1;
+    ck_assert_msg(strcmp(b, "memory") == 0 || strcmp(b, "aws") == 0 || strcmp(b, "sqlite") == 0,
+                  "ORDERD_TEST_BACKEND=\"%s\" (known: memory, aws, sqlite)", b);
+    return b;
+}
+
+int ih_backend_is_aws(void)
+{
+    return strcmp(backend(), "aws") == 0;
+}
+
+int ih_backend_is_sqlite(void)
+{
+    return strcmp(backend(), "sqlite") == 0;
 }
 
 /* pid + wall-clock seconds + a counter: unique across servers of one run
@@ -159,26 +179,160 @@ void ih_unique_prefix(char *out, size_t cap)
     snprintf(out, cap, "it%ldt%ldn%u", (long)getpid(), (long)(time(NULL) % 1000000), ++counter);
 }
 
+/* SQLite files handed out by ih_backend_groups, in one directory of the
+ * build tree per runner process (a shared one could be removed by one
+ * suite while a parallel one creates a file in it). */
+typedef struct db_file {
+    char *path;
+    int shared;  /* named by an explicit prefix: may be reopened, lives until the suite ends */
+    int removed;
+} db_file;
+
+static db_file *db_files;
+static size_t n_db_files, cap_db_files;
+static char db_dir[448];
+static int leftovers;        /* files or directories the clean-up could not remove */
+static pid_t *launched;      /* every server forked, for the end-of-suite sweep */
+static size_t n_launched, cap_launched;
+
+static const char *sqlite_file(const char *prefix, int shared)
+{
+    if (db_dir[0] == '\0') {
+        const char *build = getenv("ORDERD_BUILD_DIR");
+        ck_assert_msg(build != NULL, "ORDERD_BUILD_DIR is not set (run through ctest)");
+        ck_assert_msg(strpbrk(build, "\"\\") == NULL, "ORDERD_BUILD_DIR %s cannot be quoted "
+                      "in a libconfig string", build);
+        int n = snprintf(db_dir, sizeof db_dir, "%s/integ-sqlite-XXXXXX", build);
+        ck_assert_msg(n > 0 && (size_t)n < sizeof db_dir, "ORDERD_BUILD_DIR is too long");
+        if (!mkdtemp(db_dir)) {
+            int e = errno;
+            db_dir[0] = '\0';
+            ck_abort_msg("mkdtemp under %s: %s", build, strerror(e));
+        }
+    }
+    char path[sizeof ((ih_server *)0)->db_path];
+    int n = snprintf(path, sizeof path, "%s/%s.db", db_dir, prefix);
+    ck_assert_msg(n > 0 && (size_t)n < sizeof path, "SQLite path too long for %s", prefix);
+    for (size_t i = 0; i < n_db_files; i++)
+        if (strcmp(db_files[i].path, path) == 0)
+            return db_files[i].path; /* the same explicit prefix again */
+    db_files = grow(db_files, &cap_db_files, n_db_files + 1, sizeof *db_files);
+    db_files[n_db_files] = (db_file){ strdup(path), shared, 0 };
+    ck_assert_ptr_nonnull(db_files[n_db_files].path);
+    return db_files[n_db_files++].path;
+}
+
+/* The database and every file SQLite keeps beside it (docs/sqlite.md). */
+static void remove_db(db_file *f)
+{
+    static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+    char path[sizeof ((ih_server *)0)->db_path + 16];
+    for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+        snprintf(path, sizeof path, "%s%s", f->path, suffix[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            fprintf(stderr, "harness: cannot remove %s: %s\n", path, strerror(errno));
+            leftovers++;
+        }
+    }
+    f->removed = 1;
+}
+
+static db_file *db_file_of(const ih_server *s)
+{
+    for (size_t i = 0; s->db_path[0] && i < n_db_files; i++)
+        if (strcmp(db_files[i].path, s->db_path) == 0)
+            return &db_files[i];
+    return NULL;
+}
+
+/* The harness-made file the config names, or "" (matched with its quotes,
+ * so "x1.db" does not match "x12.db"). */
+static void find_db(ih_server *s, const char *config)
+{
+    s->db_path[0] = '\0';
+    for (size_t i = 0; i < n_db_files; i++) {
+        char quoted[sizeof s->db_path + 2];
+        snprintf(quoted, sizeof quoted, "\"%s\"", db_files[i].path);
+        if (strstr(config, quoted)) {
+            snprintf(s->db_path, sizeof s->db_path, "%s", db_files[i].path);
+            return;
+        }
+    }
+}
+
+/* End of the suite: no server may still hold a database (one a failed
+ * test left running would otherwise die only with this process, after its
+ * files went, and could recreate them), then every file and the directory
+ * go when the run passed. Returns what could not be removed. */
+static int end_of_suite_cleanup(int passed)
+{
+    for (size_t i = 0; i < n_launched; i++) {
+        if (waitpid(launched[i], NULL, WNOHANG) == 0) {
+            kill(launched[i], SIGKILL);
+            waitpid(launched[i], NULL, 0);
+        }
+    }
+    free(launched);
+    launched = NULL;
+    n_launched = cap_launched = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < n_db_files; i++) {
+        if (!db_files[i].removed && passed)
+            remove_db(&db_files[i]);
+        kept += !db_files[i].removed;
+        free(db_files[i].path);
+    }
+    free(db_files);
+    db_files = NULL;
+    n_db_files = cap_db_files = 0;
+    if (db_dir[0] == '\0')
+        return leftovers;
+    if (kept) {
+        fprintf(stderr, "SQLite files of the failed run kept in %s\n", db_dir);
+    } else if (rmdir(db_dir) != 0) {
+        fprintf(stderr, "harness: cannot remove %s: %s\n", db_dir, strerror(errno));
+        leftovers++;
+    }
+    db_dir[0] = '\0';
+    return leftovers;
+}
+
 void ih_backend_groups(char *out, size_t cap, const char *prefix)
 {
-    if (!ih_backend_is_aws()) {
+    const char *b = backend();
+    if (strcmp(b, "memory") == 0) {
         snprintf(out, cap, "storage: { backend = \"memory\"; };\n"
                            "queue: { backend = \"memory\"; };\n");
         return;
     }
     char fresh[64];
+    int shared = prefix != NULL;
     if (!prefix) {
         ih_unique_prefix(fresh, sizeof fresh);
         prefix = fresh;
     }
-    /* Endpoints, region and credentials stay in the environment (the
-     * ORDERD_AWS_TEST_ENV of tests/aws), as in a real deployment. */
-    int n = snprintf(out, cap,
+    int n;
+    if (strcmp(b, "sqlite") == 0) {
+        /* One file for both, so orders use the one-transaction path.
+         * durability "normal": these suites never kill orderd or the OS,
+         * and a commit survives an orderd crash either way (integ_crash
+         * covers "full" under SIGKILL); an fsync per commit would only
+         * slow the suites down, most of all integ_sqlite_concurrency. */
+        const char *path = sqlite_file(prefix, shared);
+        n = snprintf(out, cap,
+                     "storage: { backend = \"sqlite\"; path = \"%s\"; durability = \"normal\"; };\n"
+                     "queue: { backend = \"sqlite\"; path = \"%s\"; durability = \"normal\"; };\n",
+                     path, path);
+    } else {
+        /* Endpoints, region and credentials stay in the environment (the
+         * ORDERD_AWS_TEST_ENV of tests/aws), as in a real deployment. */
+        n = snprintf(out, cap,
                      "storage: { backend = \"dynamodb\"; table_prefix = \"%s_\";"
                      " create_missing = true; };\n"
                      "queue: { backend = \"sqs\"; queue_prefix = \"%s-\";"
                      " create_missing = true; };\n",
                      prefix, prefix);
+    }
     ck_assert_msg(n > 0 && (size_t)n < cap, "backend groups do not fit in %zu bytes", cap);
 }
 
@@ -276,6 +430,12 @@ static int port_from_log(const char *log)
     return port > 0 && port < 65536 ? (int)port : 0;
 }
 
+const char *ih_server_log(const ih_server *s)
+{
+    char *log = read_file(s->log_path);
+    return log ? own(log) : "";
+}
+
 void ih_dump_log(const ih_server *s)
 {
     char *log = read_file(s->log_path);
@@ -311,14 +471,17 @@ void ih_server_launch(ih_server *s, const char *config)
         snprintf(s->log_path, sizeof s->log_path, "%s/orderd.log", s->dir);
     snprintf(cfg, sizeof cfg, "%s/orderd.conf", s->dir);
     write_file(cfg, config);
+    find_db(s, config);
     s->port = 0;
     s->exit_code = 0;
+    launched = grow(launched, &cap_launched, n_launched + 1, sizeof *launched);
 
     fflush(NULL);
     s->pid = fork();
     ck_assert_int_ge(s->pid, 0);
     if (s->pid == 0)
         exec_server(bin, cfg, s->log_path);
+    launched[n_launched++] = s->pid;
 
     int64_t deadline = ih_monotonic_ms() + start_timeout_ms();
     while (ih_monotonic_ms() < deadline) {
@@ -425,13 +588,17 @@ int ih_server_stop(ih_server *s)
         }
     }
     int leaks = log_leaks(s);
+    db_file *db = db_file_of(s);
     if (s->exit_code != 0 || leaks) {
         failed_servers++;
-        fprintf(stderr, "orderd exited with %d (want 0), %d secret(s) in its log; log kept in %s\n",
-                s->exit_code, leaks, s->dir);
+        fprintf(stderr,
+                "orderd exited with %d (want 0), %d secret(s) in its log; log kept in %s%s%s\n",
+                s->exit_code, leaks, s->dir, db ? ", database in " : "", db ? db->path : "");
         ih_dump_log(s);
     } else {
         remove_dir(s);
+        if (db && !db->shared && !db->removed)
+            remove_db(db);
     }
     return s->exit_code;
 }
@@ -789,6 +956,7 @@ int ih_run_suite(Suite *suite)
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    int left = end_of_suite_cleanup(!failed && !failed_servers);
     ih_release();
     ih_reset_connection();
     curl_global_cleanup();
@@ -799,5 +967,7 @@ int ih_run_suite(Suite *suite)
     if (failed_servers)
         fprintf(stderr, "%d orderd process(es) exited non-zero, crashed, hung or logged a secret\n",
                 failed_servers);
-    return failed || failed_servers ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (left)
+        fprintf(stderr, "%d file(s) or directories of SQLite test databases left behind\n", left);
+    return failed || failed_servers || left ? EXIT_FAILURE : EXIT_SUCCESS;
 }

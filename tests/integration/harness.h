@@ -39,6 +39,9 @@ typedef struct ih_server {
     int exit_code;         /* valid after ih_server_stop: 0..255, or -1 for a signal/timeout */
     char dir[128];         /* temp dir with orderd.conf and orderd.log */
     char log_path[192];
+    char db_path[512];     /* set by ih_server_launch: the harness-made SQLite
+                            * file its config names (ORDERD_TEST_BACKEND=sqlite),
+                            * "" for none; read it, never remove it by hand */
 } ih_server;
 
 typedef struct ih_header {
@@ -57,12 +60,26 @@ typedef struct ih_response {
 } ih_response;
 
 /* ---- backends ----
- * ORDERD_TEST_BACKEND selects what the generated configs use: "memory"
- * (default) or "aws" (storage_dynamodb + queue_sqs, endpoints and dummy
- * credentials from the AWS_* environment, tables and queues created at
- * start-up). A fresh prefix per server keeps tests apart on shared
- * emulators; servers given the same prefix share tables and queues. */
+ * ORDERD_TEST_BACKEND selects what the generated configs use:
+ *  "memory" (default);
+ *  "aws": storage_dynamodb + queue_sqs, endpoints and dummy credentials from
+ *    the AWS_* environment, tables and queues created at start-up. A fresh
+ *    prefix per server keeps tests apart on shared emulators; servers given
+ *    the same prefix share tables and queues;
+ *  "sqlite": storage_sqlite + queue_sqlite on one file, so orders write the
+ *    order, its Idempotency-Key record and its queue message in one
+ *    transaction. The file is <prefix>.db in a directory the harness makes
+ *    under $ORDERD_BUILD_DIR (integ-sqlite-XXXXXX). A fresh-prefix file
+ *    belongs to the one server launched on it and is removed (with -wal,
+ *    -shm, -journal) when that server stops cleanly; a file named by an
+ *    explicit prefix may be shared or reopened, so it lives until the suite
+ *    ends. ih_run_suite removes whatever is left and the directory when the
+ *    run passed, and keeps them (printing where) when it failed. */
 int ih_backend_is_aws(void); /* fails the test on an unknown value */
+int ih_backend_is_sqlite(void); /* the same */
+/* 1 when ORDERD_TEST_BACKEND names `name` ("memory" also when unset). No
+ * check of the value, so it may run outside a test (suite set-up). */
+int ih_backend_selected(const char *name);
 /* A prefix no other server of any run has used: letters, digits, no
  * separator (the groups add "_" for tables and "-" for queues). */
 void ih_unique_prefix(char *out, size_t cap);
@@ -78,11 +95,14 @@ void ih_server_start(ih_server *s, const char *extra);
  * the full order flow or SQLite). s->dir and s->log_path are used when set
  * (a restart on the same data, a fresh log per start), else a new temp dir
  * and <dir>/orderd.log; the config goes to <dir>/orderd.conf. Same wait,
- * failure and stop rules as ih_server_start. */
+ * failure and stop rules as ih_server_start. s->db_path is set when the
+ * config names a SQLite file of ih_backend_groups. */
 void ih_server_launch(ih_server *s, const char *config);
 /* SIGTERM, wait up to 20 s, record the exit status. Returns exit_code.
  * A non-zero exit, or a password, hash, secret or access token found in
- * the server log, is counted for ih_failed_servers(). */
+ * the server log, is counted for ih_failed_servers() and keeps the temp dir
+ * and database for a look; otherwise both are removed (a fresh-prefix
+ * SQLite file with its -wal/-shm, see "backends"). */
 int ih_server_stop(ih_server *s);
 /* 1 while the process has not exited (reaps it if it has). */
 int ih_server_alive(ih_server *s);
@@ -90,6 +110,8 @@ int ih_server_alive(ih_server *s);
 int ih_failed_servers(void);
 /* Print the last lines of the server log to stderr (for failures). */
 void ih_dump_log(const ih_server *s);
+/* The whole server log so far (harness-owned), "" if there is none. */
+const char *ih_server_log(const ih_server *s);
 
 /* ---- HTTP ----
  * headers: NULL-terminated "Name: value" list or NULL. body may be NULL.

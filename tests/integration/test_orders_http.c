@@ -7,12 +7,17 @@
  * Case "worker": one server whose workers run (autostart). Case "manual": a
  * fresh server per test with autostart = false, so queue contents, counters
  * and metrics are exactly what the test put there. Waiting is always a poll
- * with a deadline (oh_wait_terminal), never a fixed sleep.
+ * with a deadline (oh_wait_terminal), never a fixed sleep. Case
+ * "shared_file", only with ORDERD_TEST_BACKEND=sqlite: the database file
+ * read back holds one queue message per order.
  */
 #include "orders_helpers.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
 
 #define WAIT_MS 15000
 #define NO_SUCH_ID "00000000-0000-7000-8000-000000000000"
@@ -570,6 +575,93 @@ START_TEST(process_queue_counts_and_metrics)
 }
 END_TEST
 
+/* ---- one transaction on a shared SQLite file ---- */
+
+#define SHARED_ORDERS 12
+
+/* The integer a one-row query returns; arg binds ?1 when not NULL. */
+static int64_t db_int(sqlite3 *db, const char *sql, const char *arg)
+{
+    sqlite3_stmt *st = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(db));
+    if (arg)
+        ck_assert_int_eq(sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT), SQLITE_OK);
+    ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Orders, normal/priority messages and the orderId of a message (the body
+ * orders sends: {"orderId":"..."}), as the file holds them. */
+#define ORDER_DOCS "SELECT count(*) FROM documents WHERE tbl = 'orders'"
+#define ORDER_MSGS "SELECT count(*) FROM messages WHERE lane IN (0, 1)"
+#define MSG_ORDER_ID "json_extract(CAST(m.body AS TEXT), '$.orderId')"
+
+/* With the worker off nothing takes a message, so the file must hold
+ * exactly one per accepted order: the order and its message were one
+ * COMMIT. Plain, keyed (and replayed) and priority orders; a rejected one. */
+START_TEST(one_message_per_order_on_shared_file)
+{
+    const char *chose = "in one transaction (storage and queue share sqlite:";
+    ck_assert_msg(strstr(ih_server_log(&srv), chose), "orders did not take the shared path");
+    ck_assert_msg(srv.db_path[0] != '\0', "no harness-made SQLite file in the config");
+    const char *admin = oh_admin(&srv);
+    const char *t = oh_customer(&srv, "shared-file@test.local");
+    const char *p = oh_product(&srv, admin, "Shared Jar", "2", 1000);
+    const char *ids[SHARED_ORDERS];
+    int64_t high = 0, keyed = 0;
+    for (int i = 0; i < SHARED_ORDERS; i++) {
+        const char *body = ih_printf("{\"items\":[{\"productId\":\"%s\",\"quantity\":1}],"
+                                     "\"priority\":\"%s\"}", p, i % 4 == 3 ? "high" : "normal");
+        high += i % 4 == 3;
+        ih_response *r;
+        if (i % 3 == 1) {
+            const char *key = ih_printf("shared-file-%d", i);
+            r = post_order_keyed(t, key, body);
+            ck_assert_int_eq(post_order_keyed(t, key, body)->status, 200); /* a replay */
+            keyed++;
+        } else {
+            r = post_order(t, body);
+        }
+        ck_assert_msg(r->status == 201, "order %d: %ld %s", i, r->status, r->body);
+        ids[i] = ih_strdup(ih_str(r, "data.id"));
+    }
+    ih_assert_error(post_order(t, "{\"items\":[\"" NO_SUCH_ID "\"]}"), 404, "not_found");
+    ck_assert_int_eq(oh_int(ih_get(&srv, "/api/orders/worker/status", admin), "data.queueDepth"),
+                     SHARED_ORDERS);
+
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(srv.db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ck_assert_int_eq(db_int(db, ORDER_DOCS, NULL), SHARED_ORDERS);
+    ck_assert_int_eq(db_int(db, ORDER_MSGS, NULL), SHARED_ORDERS);
+    ck_assert_int_eq(db_int(db, "SELECT count(*) FROM messages WHERE lane = 1", NULL), high);
+    ck_assert_int_eq(db_int(db, "SELECT count(*) FROM documents WHERE tbl = 'idempotency'", NULL),
+                     keyed);
+    /* No order without exactly one message, no message without its order. */
+    ck_assert_int_eq(db_int(db, ORDER_DOCS " AND (SELECT count(*) FROM messages m WHERE m.lane IN"
+                                " (0, 1) AND " MSG_ORDER_ID " = documents.key) <> 1", NULL), 0);
+    ck_assert_int_eq(db_int(db, "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM"
+                                " documents o WHERE o.tbl = 'orders' AND o.key = " MSG_ORDER_ID ")",
+                            NULL), 0);
+    for (int i = 0; i < SHARED_ORDERS; i++)
+        ck_assert_int_eq(db_int(db, "SELECT count(*) FROM messages m JOIN documents o ON"
+                                    " o.tbl = 'orders' AND o.key = " MSG_ORDER_ID
+                                    " WHERE o.key = ?1", ids[i]), 1);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+
+    /* A clean stop removes the file and what SQLite keeps beside it. */
+    const char *path = ih_strdup(srv.db_path);
+    ck_assert_int_eq(ih_server_stop(&srv), 0);
+    static const char *const files[] = { "", "-wal", "-shm", "-journal" };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        ck_assert_msg(access(ih_printf("%s%s", path, files[i]), F_OK) != 0, "%s%s left behind",
+                      path, files[i]);
+}
+END_TEST
+
 static Suite *orders_suite(void)
 {
     ih_forbid(IH_ADMIN_PASSWORD);
@@ -591,6 +683,14 @@ static Suite *orders_suite(void)
     tcase_add_test(manual, cancel_pending_gives_nothing_back_twice);
     tcase_add_test(manual, process_queue_counts_and_metrics);
     suite_add_tcase(s, manual);
+
+    /* Only on one SQLite file for storage and queue (integ_sqlite_orders). */
+    if (ih_backend_selected("sqlite")) {
+        TCase *shared = tcase_create("shared_file");
+        tcase_add_checked_fixture(shared, start_manual, release_and_stop);
+        tcase_add_test(shared, one_message_per_order_on_shared_file);
+        suite_add_tcase(s, shared);
+    }
     return s;
 }
 
