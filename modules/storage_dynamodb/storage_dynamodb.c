@@ -17,6 +17,9 @@
  * items of <prefix>counters (pk "<table>#<key>", v N) changed by one
  * conditional UpdateItem; an op token adds a Put into <prefix>tokens (pk
  * "<table>#<token>", exp = TTL attribute) to the same transaction.
+ * put_batch writes all its documents and their claims in one
+ * TransactWriteItems. store() is NULL: no queue keeps its messages in
+ * DynamoDB, so a batch never carries one.
  *
  * Config (group "storage"): table_prefix (default "orderd_") plus odaws's
  * keys: region, endpoint, timeout_ms, connect_timeout_ms, max_retries,
@@ -927,10 +930,24 @@ static od_status read_current(dd *d, const dd_table *t, const char *key, json_ob
     return s;
 }
 
+/* put()'s condition against what we read (old NULL: no such document). */
+static od_status cond_verdict(const put_args *a, const json_object *old, int64_t ver)
+{
+    if (old && a->cond == OD_PUT_IF_ABSENT)
+        return OD_ERR_EXISTS;
+    if (!old && a->cond == OD_PUT_IF_VERSION)
+        return OD_ERR_NOT_FOUND;
+    if (old && a->cond == OD_PUT_IF_VERSION && (uint64_t)ver != a->expected)
+        return OD_ERR_CONFLICT;
+    return OD_OK;
+}
+
 /* {"Put": claim} or {"Delete": claim}, valid only if the claim is free or
- * already ours. */
+ * already ours, or (also != NULL) held by the document that gives the value
+ * up earlier in the same batch. */
 static json_object *claim_op(const dd *d, const dd_table *t, const dd_index *x,
-                             const char *value, const char *owner, int put, int *ok)
+                             const char *value, const char *owner, const char *also, int put,
+                             int *ok)
 {
     char pk[DD_PK_MAX + 1];
     json_object *op = json_object_new_object();
@@ -943,142 +960,391 @@ static json_object *claim_op(const dd *d, const dd_table *t, const dd_index *x,
     } else {
         req_key(body, pk, ok);
     }
-    jstr(body, "ConditionExpression", "attribute_not_exists(#pk) OR #o = :k", ok);
+    jstr(body, "ConditionExpression", also ? "attribute_not_exists(#pk) OR #o = :k OR #o = :k2"
+                                           : "attribute_not_exists(#pk) OR #o = :k", ok);
     ex_name(body, "#pk", "pk", ok);
     ex_name(body, "#o", "owner", ok);
     ex_value(body, ":k", odaws_av_s(owner), ok);
+    if (also)
+        ex_value(body, ":k2", odaws_av_s(also), ok);
     if (!op)
         *ok = 0;
     return op;
 }
 
-/* What each TransactItems entry of a claimed write is, to read the
- * positional CancellationReasons. */
-enum { OP_DOC, OP_CLAIM, OP_RELEASE };
+/* What each TransactItems entry is and which put it belongs to, to read the
+ * positional CancellationReasons. In order of precedence within one put:
+ * OP_DOC the document pinned to the version read (failing: it moved, read
+ * again), OP_DOC_ABSENT / OP_DOC_VERSION the document under the caller's own
+ * condition (nothing read), the unique claims, and OP_STOP, an entry no
+ * item passes (batch_round). */
+enum { OP_DOC, OP_DOC_ABSENT, OP_DOC_VERSION, OP_CLAIM, OP_RELEASE, OP_STOP };
+
+#define DD_TXN_MAX 100 /* items per TransactWriteItems */
+/* DynamoDB caps a transaction at 4 MB of items: bodies plus DD_ITEM_EXTRA
+ * per item (the margin DD_BODY_MAX keeps for key, names and index values). */
+#define DD_TXN_BYTES_MAX (4 * 1000 * 1000)
+#define DD_ITEM_EXTRA (400 * 1024 - DD_BODY_MAX)
 
 typedef struct claim_txn {
     json_object *items;
-    int kinds[1 + 2 * DD_MAX_INDEXES];
+    uint8_t kinds[DD_TXN_MAX];
+    uint8_t put[DD_TXN_MAX]; /* the batch index of the put the entry is for */
     size_t n;
+    od_status stop; /* the verdict OP_STOP stands for */
 } claim_txn;
 
-static void txn_add(claim_txn *x, json_object *op, int kind, int *ok)
+static void txn_add(claim_txn *x, json_object *op, int kind, size_t put, int *ok)
 {
-    if (jpush(x->items, op, ok))
-        x->kinds[x->n++] = kind;
+    if (x->n == DD_TXN_MAX) { /* put_batch's bound keeps us below */
+        json_object_put(op);
+        *ok = 0;
+    } else if (jpush(x->items, op, ok)) {
+        x->kinds[x->n] = (uint8_t)kind;
+        x->put[x->n++] = (uint8_t)put;
+    }
 }
 
-/* Claim the new unique values, release the old ones that changed. */
-static void txn_claims(const dd *d, const dd_table *t, const char *key, json_object *old,
-                       const od_index_value *idx, size_t n_idx, claim_txn *x, int *ok)
+/* One put of a batch (put() is a batch of one), as planned for a round. */
+typedef struct batch_put {
+    put_args a;
+    int pinned;       /* read first, the write conditioned on that read */
+    json_object *old; /* pinned: the current item (version, unique values) or NULL */
+    int64_t ver;      /* pinned: its version, 0 when there is none */
+} batch_put;
+
+/* The other put of the batch whose document holds value for u by what we
+ * read (a unique value has one holder), else n. */
+static size_t batch_holder(const batch_put *b, size_t n, size_t self, const dd_index *u,
+                           const char *value)
 {
-    for (uint32_t i = 0; i < t->n_indexes; i++) {
-        const dd_index *u = &t->indexes[i];
+    for (size_t j = 0; j < n; j++) {
+        const char *was = NULL;
+        if (j != self && b[j].a.t == b[self].a.t && b[j].old &&
+            odaws_av_get_s(b[j].old, u->attr, &was, NULL) == OD_OK && strcmp(was, value) == 0)
+            return j;
+    }
+    return n;
+}
+
+/* The first put of b[from..to) giving value for u of t, else to. */
+static size_t batch_claimer(const batch_put *b, size_t from, size_t to, const dd_table *t,
+                            const dd_index *u, const char *value)
+{
+    for (size_t j = from; j < to; j++) {
+        const char *v = b[j].a.t == t ? index_value(b[j].a.idx, b[j].a.n_idx, u->name) : NULL;
+        if (v && strcmp(v, value) == 0)
+            return j;
+    }
+    return to;
+}
+
+/* Puts apply in order, as if put() ran for each: a unique value that an
+ * earlier put of the batch takes, or that a later one still holds, is
+ * taken for put i. Only values held outside the batch are left to
+ * DynamoDB. */
+static od_status batch_taken(const batch_put *b, size_t n, size_t i)
+{
+    const put_args *a = &b[i].a;
+    for (size_t k = 0; k < a->n_idx; k++) {
+        const dd_index *u = index_find(a->t, a->idx[k].index);
+        const char *v = a->idx[k].value;
+        size_t holder = u->unique ? batch_holder(b, n, i, u, v) : n;
+        if (u->unique && (batch_claimer(b, 0, i, a->t, u, v) < i || (holder < n && holder > i)))
+            return OD_ERR_EXISTS;
+    }
+    return OD_OK;
+}
+
+/* Claim put i's new unique values, release its old ones that changed. A
+ * transaction names an item once, so a value moving between two documents
+ * of the batch is one claim: the taker's, allowed to replace the giver's
+ * (batch_taken made sure the giver comes first). */
+static void txn_claims(const dd *d, const batch_put *b, size_t n, size_t i, claim_txn *x,
+                       int *ok)
+{
+    const put_args *a = &b[i].a;
+    for (uint32_t k = 0; k < a->t->n_indexes; k++) {
+        const dd_index *u = &a->t->indexes[k];
         if (!u->unique)
             continue;
-        const char *now = index_value(idx, n_idx, u->name), *was = NULL;
-        if (old && odaws_av_get_s(old, u->attr, &was, NULL) != OD_OK)
+        const char *now = index_value(a->idx, a->n_idx, u->name), *was = NULL;
+        if (b[i].old && odaws_av_get_s(b[i].old, u->attr, &was, NULL) != OD_OK)
             was = NULL;
-        if (now)
-            txn_add(x, claim_op(d, t, u, now, key, 1, ok), OP_CLAIM, ok);
-        if (was && (!now || strcmp(was, now) != 0))
-            txn_add(x, claim_op(d, t, u, was, key, 0, ok), OP_RELEASE, ok);
+        if (now) {
+            size_t giver = batch_holder(b, n, i, u, now);
+            txn_add(x, claim_op(d, a->t, u, now, a->key, giver < n ? b[giver].a.key : NULL, 1,
+                                ok), OP_CLAIM, i, ok);
+        }
+        if (was && (!now || strcmp(was, now) != 0) &&
+            batch_claimer(b, i + 1, n, a->t, u, was) == n)
+            txn_add(x, claim_op(d, a->t, u, was, a->key, NULL, 0, ok), OP_RELEASE, i, ok);
     }
 }
 
-/* Map a cancelled claimed write: the document changed since we read it ->
- * DD_RETRY; a value claimed by another document -> EXISTS. */
-static od_status txn_verdict(const dd *d, const claim_txn *x, const dd_reply *r)
+/* The document's Update: pinned to what we read, or under the caller's
+ * condition (ALL_OLD tells a missing document from another version). */
+static void txn_doc(claim_txn *x, const batch_put *p, size_t i, int *ok)
 {
-    od_status s = cancel_other(r);
-    for (size_t i = 0; i < x->n && i < reason_count(r->body); i++) {
+    const put_args *a = &p->a;
+    int kind = OP_DOC;
+    json_object *op = json_object_new_object();
+    json_object *update = jput(op, "Update", doc_update(a, ok), ok);
+    if (p->pinned) {
+        req_condition(update, p->old ? COND_VERSION : COND_ABSENT, (uint64_t)p->ver, ok);
+    } else if (a->cond == OD_PUT_IF_ABSENT) {
+        req_condition(update, COND_ABSENT, 0, ok);
+        kind = OP_DOC_ABSENT;
+    } else if (a->cond == OD_PUT_IF_VERSION) {
+        req_condition(update, COND_VERSION, a->expected, ok);
+        jstr(update, "ReturnValuesOnConditionCheckFailure", "ALL_OLD", ok);
+        kind = OP_DOC_VERSION;
+    }
+    txn_add(x, op, kind, i, ok);
+}
+
+/* An entry no item passes (see batch_round). An Update rather than a
+ * ConditionCheck, which would need dynamodb:ConditionCheckItem in every
+ * IAM policy; it could only ever set the scan marker a document has. */
+static json_object *stop_op(const put_args *a, int *ok)
+{
+    json_object *op = json_object_new_object();
+    json_object *never = jput(op, "Update", req_new(a->t->ddb, ok), ok);
+    req_key(never, a->key, ok);
+    jstr(never, "UpdateExpression", "SET #sc = :sc", ok);
+    jstr(never, "ConditionExpression", "attribute_exists(#pk) AND attribute_not_exists(#pk)", ok);
+    ex_name(never, "#pk", "pk", ok);
+    ex_name(never, "#sc", "sc", ok);
+    ex_value(never, ":sc", odaws_av_s("1"), ok);
+    if (!op)
+        *ok = 0;
+    return op;
+}
+
+/* Map a cancelled transaction. The first put (in batch order) with a
+ * failed condition decides, its document before its claims: a pinned
+ * document that moved -> DD_RETRY; the caller's condition -> EXISTS,
+ * CONFLICT or NOT_FOUND; a value claimed by a document outside the batch ->
+ * EXISTS. *failed: that put. */
+static od_status txn_verdict(const dd *d, const claim_txn *x, const dd_reply *r, size_t *failed)
+{
+    size_t who = OD_BATCH_NONE, at = 0, n = reason_count(r->body);
+    for (size_t i = 0; i < x->n && i < n; i++) {
         if (strcmp(reason_code(r->body, i), "ConditionalCheckFailed") != 0)
             continue;
-        if (x->kinds[i] == OP_DOC)
-            return DD_RETRY;
-        if (x->kinds[i] == OP_CLAIM)
-            s = OD_ERR_EXISTS;
-        else if (s != OD_ERR_EXISTS && s != OD_ERR_INTERNAL) {
-            d->host->log(d->mod, OD_LOG_ERROR, "DynamoDB: a unique claim of this document is "
-                         "owned by another one (%s)", r->resp.error_message);
-            s = OD_ERR_INTERNAL;
-        }
+        if (who != OD_BATCH_NONE && x->put[i] != who)
+            break;
+        if (who == OD_BATCH_NONE || x->kinds[i] < x->kinds[at])
+            at = i;
+        who = x->put[i];
     }
-    return s;
+    if (who == OD_BATCH_NONE)
+        return cancel_other(r);
+    *failed = who;
+    switch (x->kinds[at]) {
+    case OP_DOC:
+        return DD_RETRY;
+    case OP_DOC_ABSENT:
+    case OP_CLAIM:
+        return OD_ERR_EXISTS;
+    case OP_DOC_VERSION:
+        return failed_item(r->body, at) ? OD_ERR_CONFLICT : OD_ERR_NOT_FOUND;
+    case OP_STOP:
+        return x->stop;
+    default:
+        d->host->log(d->mod, OD_LOG_ERROR, "DynamoDB: a unique claim of this document is "
+                     "owned by another one (%s)", r->resp.error_message);
+        return OD_ERR_INTERNAL;
+    }
 }
 
-static od_status run_claim_txn(dd *d, claim_txn *x, int ok)
+static od_status run_claim_txn(dd *d, claim_txn *x, int ok, size_t *failed)
 {
     dd_reply r;
     json_object *req = json_object_new_object();
     jput(req, "TransactItems", x->items, &ok);
     od_status s = dd_call(d, "TransactWriteItems", req, ok, &r);
     if (s != OD_OK && odaws_is_error(&r.resp, "TransactionCanceledException"))
-        s = txn_verdict(d, x, &r);
+        s = txn_verdict(d, x, &r, failed);
+    else if (s == OD_OK && x->stop != OD_OK)
+        s = OD_ERR_INTERNAL; /* cannot happen: OP_STOP fails every transaction */
     reply_clear(d, &r);
     return s;
 }
 
-/* One round of a claimed put: the caller's condition against what we read,
- * then one transaction pinned to that read. */
-static od_status put_claimed_once(dd *d, put_args *a, json_object *old, int64_t ver)
+/* Read what the pinned puts are conditioned on. */
+static od_status batch_read(dd *d, batch_put *b, size_t n)
 {
-    if (old && a->cond == OD_PUT_IF_ABSENT)
-        return OD_ERR_EXISTS;
-    if (!old && a->cond == OD_PUT_IF_VERSION)
-        return OD_ERR_NOT_FOUND;
-    if (old && a->cond == OD_PUT_IF_VERSION && (uint64_t)ver != a->expected)
-        return OD_ERR_CONFLICT;
-    int ok = 1;
-    claim_txn x = {json_object_new_array(), {0}, 0};
-    json_object *doc = json_object_new_object();
-    json_object *update = jput(doc, "Update", doc_update(a, &ok), &ok);
-    req_condition(update, old ? COND_VERSION : COND_ABSENT, (uint64_t)ver, &ok);
-    txn_add(&x, doc, OP_DOC, &ok);
-    txn_claims(d, a->t, a->key, old, a->idx, a->n_idx, &x, &ok);
-    od_status s = run_claim_txn(d, &x, ok);
-    if (s == OD_OK)
-        a->version = (uint64_t)ver + 1;
+    od_status s = OD_OK;
+    for (size_t i = 0; i < n && s == OD_OK; i++)
+        if (b[i].pinned)
+            s = read_current(d, b[i].a.t, b[i].a.key, &b[i].old, &b[i].ver);
     return s;
 }
 
-/* A table with unique indexes: read, then write document and claims in one
- * transaction conditioned on the read; again if the document moved. */
-static od_status put_claimed(dd *d, put_args *a)
+/* One round: read, plan in put order, then one transaction. A put refused
+ * by what we read (its condition, or a unique value the batch itself
+ * takes) ends the plan: when an earlier put may still fail in DynamoDB,
+ * the earlier puts go in with an OP_STOP for this one, a transaction that
+ * commits nothing and tells which put fails first. */
+static od_status batch_round(dd *d, batch_put *b, size_t n, size_t *failed)
+{
+    claim_txn x = {.items = json_object_new_array()};
+    int ok = 1, may_fail = 0;
+    size_t i = 0;
+    od_status s = batch_read(d, b, n);
+    for (; s == OD_OK && i < n; i++) {
+        if (b[i].pinned && (x.stop = cond_verdict(&b[i].a, b[i].old, b[i].ver)) == OD_OK)
+            x.stop = batch_taken(b, n, i);
+        if (x.stop != OD_OK)
+            break;
+        txn_doc(&x, &b[i], i, &ok);
+        txn_claims(d, b, n, i, &x, &ok);
+        may_fail |= b[i].pinned || b[i].a.cond != OD_PUT_UPSERT;
+    }
+    if (s != OD_OK || (x.stop != OD_OK && !may_fail)) {
+        json_object_put(x.items);
+        *failed = i;
+        return s != OD_OK ? s : x.stop;
+    }
+    if (x.stop != OD_OK)
+        txn_add(&x, stop_op(&b[i].a, &ok), OP_STOP, i, &ok);
+    s = run_claim_txn(d, &x, ok, failed);
+    for (i = 0; s == OD_OK && i < n; i++) {
+        const put_args *a = &b[i].a;
+        b[i].a.version = b[i].pinned ? (uint64_t)b[i].ver + 1
+                         : a->cond == OD_PUT_IF_VERSION ? a->expected + 1
+                         : a->cond == OD_PUT_IF_ABSENT      ? 1
+                                                            : 0; /* not asked for */
+    }
+    return s;
+}
+
+/* Rounds until no pinned document moved between our read and our write. */
+static od_status batch_run(dd *d, batch_put *b, size_t n, size_t *failed)
 {
     for (unsigned round = 0; round < DD_CONFLICT_TRIES; round++) {
-        json_object *old = NULL;
-        int64_t ver = 0;
-        od_status s = read_current(d, a->t, a->key, &old, &ver);
-        if (s == OD_OK)
-            s = put_claimed_once(d, a, old, ver);
-        json_object_put(old);
+        od_status s = batch_round(d, b, n, failed);
+        for (size_t i = 0; i < n; i++) {
+            json_object_put(b[i].old);
+            b[i].old = NULL;
+            b[i].ver = 0;
+        }
         if (s != DD_RETRY)
             return s;
         backoff(d, round);
     }
-    d->host->log(d->mod, OD_LOG_WARN, "DynamoDB put: document changed %d times while writing",
+    d->host->log(d->mod, OD_LOG_WARN, "DynamoDB put: documents changed %d times while writing",
                  DD_CONFLICT_TRIES);
     return OD_ERR_UNAVAILABLE;
 }
 
+/* put()'s argument checks; *t the table. */
+static od_status put_check(const dd *d, const char *table, const char *key, const char *body,
+                           size_t len, const od_index_value *idx, size_t n_idx, uint32_t cond,
+                           const dd_table **t)
+{
+    *t = table_find(d, table);
+    if (!*t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
+        !valid_index_values(*t, idx, n_idx))
+        return OD_ERR_INVALID;
+    if (len > DD_BODY_MAX)
+        return OD_ERR_TOO_LARGE;
+    return valid_utf8(body, len) ? OD_OK : OD_ERR_INVALID;
+}
+
+/* A table without unique indexes: one conditional UpdateItem. With unique
+ * indexes: read, then write document and claims in one transaction
+ * conditioned on the read; again if the document moved. */
 static od_status dd_put(void *self, const char *table, const char *key, const char *body,
                         size_t len, const od_index_value *idx, size_t n_idx, uint32_t cond,
                         uint64_t expected, uint64_t *new_version)
 {
     dd *d = self;
-    const dd_table *t = table_find(d, table);
-    if (!t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
-        !valid_index_values(t, idx, n_idx))
-        return OD_ERR_INVALID;
-    if (len > DD_BODY_MAX)
-        return OD_ERR_TOO_LARGE;
-    if (!valid_utf8(body, len))
-        return OD_ERR_INVALID;
-    put_args a = {t, key, body, len, idx, n_idx, cond, expected, new_version != NULL, 0};
-    od_status s = t->n_unique ? put_claimed(d, &a) : put_single(d, &a);
+    const dd_table *t = NULL;
+    size_t failed = OD_BATCH_NONE;
+    od_status s = put_check(d, table, key, body, len, idx, n_idx, cond, &t);
+    if (s != OD_OK)
+        return s;
+    batch_put b = {{t, key, body, len, idx, n_idx, cond, expected, new_version != NULL, 0}, 1,
+                   NULL, 0};
+    s = t->n_unique ? batch_run(d, &b, 1, &failed) : put_single(d, &b.a);
     if (s == OD_OK && new_version)
-        *new_version = a.version;
+        *new_version = b.a.version;
+    return s;
+}
+
+/* ---- put_batch ----
+ * One TransactWriteItems for the whole batch. A put on a table with unique
+ * indexes (or an upsert whose version is wanted: a transaction returns no
+ * values) is read first and pinned to that read, as put() does; any other
+ * put carries its own condition, so a batch of such puts (the order and its
+ * idempotency record) is that one call and no read. */
+
+/* Entries the batch's transaction may need: the document, a claim per
+ * unique value given, a release per unique index of the table. */
+static size_t put_items(const dd_table *t, const od_put *p)
+{
+    size_t n = 1 + t->n_unique;
+    for (size_t k = 0; k < p->n_idx; k++)
+        n += index_find(t, p->idx[k].index)->unique;
+    return n;
+}
+
+static od_status batch_check(const dd *d, const od_put *const *puts, size_t n, int pin_upserts,
+                             batch_put *b)
+{
+    size_t items = 0, bytes = 0;
+    if (!puts || n < 1 || n > OD_BATCH_MAX)
+        return OD_ERR_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        const od_put *p = puts[i];
+        const dd_table *t = NULL;
+        if (!p || p->size < sizeof *p)
+            return OD_ERR_INVALID;
+        od_status s = put_check(d, p->table, p->key, p->body, p->len, p->idx, p->n_idx, p->cond,
+                                &t);
+        if (s != OD_OK)
+            return s;
+        for (size_t j = 0; j < i; j++)
+            if (b[j].a.t == t && strcmp(b[j].a.key, p->key) == 0)
+                return OD_ERR_INVALID; /* a transaction names an item once */
+        b[i] = (batch_put){{t, p->key, p->body, p->len, p->idx, p->n_idx, p->cond, p->expected,
+                            pin_upserts, 0},
+                           t->n_unique || (pin_upserts && p->cond == OD_PUT_UPSERT), NULL, 0};
+        items += put_items(t, p);
+        bytes += p->len;
+    }
+    /* A bound from the arguments alone, so a batch never fails for what
+     * the documents held before. */
+    if (items > DD_TXN_MAX || bytes + items * DD_ITEM_EXTRA > DD_TXN_BYTES_MAX)
+        return OD_ERR_TOO_LARGE;
+    return OD_OK;
+}
+
+static od_status dd_put_batch(void *self, const od_put *const *puts, size_t n,
+                              const od_outbox *msg, uint64_t *versions, size_t *failed)
+{
+    dd *d = self;
+    batch_put b[OD_BATCH_MAX];
+    size_t at = OD_BATCH_NONE;
+    if (failed)
+        *failed = OD_BATCH_NONE;
+    if (msg)
+        return OD_ERR_UNSUPPORTED; /* no queue's messages live in DynamoDB (store() NULL) */
+    od_status s = batch_check(d, puts, n, versions != NULL, b);
+    if (s != OD_OK)
+        return s;
+    if (n == 1 && !b[0].a.t->n_unique) { /* put()'s single UpdateItem is atomic already */
+        s = put_single(d, &b[0].a);
+        at = 0;
+    } else {
+        s = batch_run(d, b, n, &at);
+    }
+    if (failed && (s == OD_ERR_EXISTS || s == OD_ERR_CONFLICT || s == OD_ERR_NOT_FOUND))
+        *failed = at;
+    for (size_t i = 0; s == OD_OK && versions && i < n; i++)
+        versions[i] = b[i].a.version;
     return s;
 }
 
@@ -1107,14 +1373,16 @@ static od_status del_claimed_once(dd *d, const dd_table *t, const char *key, uin
     if (expected && (uint64_t)ver != expected)
         return OD_ERR_CONFLICT;
     int ok = 1;
-    claim_txn x = {json_object_new_array(), {0}, 0};
+    size_t failed = OD_BATCH_NONE;
+    claim_txn x = {.items = json_object_new_array()};
+    batch_put self = {.a = {.t = t, .key = key}, .old = old}; /* no values: release all */
     json_object *doc = json_object_new_object();
     json_object *del = jput(doc, "Delete", req_new(t->ddb, &ok), &ok);
     req_key(del, key, &ok);
     req_condition(del, COND_VERSION, (uint64_t)ver, &ok);
-    txn_add(&x, doc, OP_DOC, &ok);
-    txn_claims(d, t, key, old, NULL, 0, &x, &ok);
-    return run_claim_txn(d, &x, ok);
+    txn_add(&x, doc, OP_DOC, 0, &ok);
+    txn_claims(d, &self, 1, 0, &x, &ok);
+    return run_claim_txn(d, &x, ok, &failed);
 }
 
 static od_status del_claimed(dd *d, const dd_table *t, const char *key, uint64_t expected)
@@ -1696,6 +1964,9 @@ static const od_storage_ops OPS = {
     .counter_get = dd_counter_get,
     .counter_del = dd_counter_del,
     .ping = dd_ping,
+    .put_batch = dd_put_batch,
+    /* .store stays NULL: no queue keeps its messages in DynamoDB, so none
+     * can join our transactions (put_batch refuses a message). */
 };
 
 static const od_module_desc DESC = {

@@ -361,6 +361,146 @@ START_TEST(test_limits)
 }
 END_TEST
 
+/* ---- put_batch ---- */
+
+static od_put mkput(const char *table, const char *key, uint32_t cond, uint64_t expected,
+                    const od_index_value *idx, size_t n_idx)
+{
+    od_put p = {sizeof p, cond, table, key, "{}", 2, idx, n_idx, expected};
+    return p;
+}
+
+static od_status batch2(const inst *i, od_put a, od_put b, uint64_t *versions, size_t *failed)
+{
+    const od_put *puts[] = {&a, &b};
+    return S->put_batch(i->self, puts, 2, NULL, versions, failed);
+}
+
+/* The key owning a unique value, "" when none. */
+static const char *owner_of(const inst *i, const char *email)
+{
+    static char key[64];
+    od_doc d = {0};
+    key[0] = '\0';
+    if (S->lookup(i->self, "items", "email", email, &d) == OD_OK)
+        snprintf(key, sizeof key, "%s", d.key);
+    od_doc_clear(H, &d);
+    return key;
+}
+
+static int exists(const inst *i, const char *table, const char *key)
+{
+    od_doc d = {0};
+    od_status s = S->get(i->self, table, key, &d);
+    od_doc_clear(H, &d);
+    ck_assert(s == OD_OK || s == OD_ERR_NOT_FOUND);
+    return s == OD_OK;
+}
+
+START_TEST(test_put_batch_local)
+{
+    inst a;
+    uint64_t v[OD_BATCH_MAX] = {0};
+    size_t failed = 0;
+    ck_assert_int_eq(inst_open(&a, 1), OD_OK);
+    define_items(&a);
+    od_table_def idem = {sizeof idem, "idem", NULL, 0};
+    ck_assert_int_eq(S->define_table(a.self, &idem), OD_OK);
+    const od_index_value ea[] = {{"email", "a@x"}}, ea2[] = {{"email", "a2@x"}},
+                         ez[] = {{"email", "z@x"}};
+    /* An idempotency record and a document with a unique value, together. */
+    ck_assert_int_eq(batch2(&a, mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0),
+                            mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), v, &failed),
+                     OD_OK);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    ck_assert_uint_eq(v[0], 1);
+    ck_assert_uint_eq(v[1], 1);
+    ck_assert_str_eq(owner_of(&a, "a@x"), "a");
+    /* Refused in DynamoDB: the caller's condition, a value held outside. */
+    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+                            mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0), v, &failed),
+                     OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+                            mkput("idem", "k1", OD_PUT_IF_VERSION, 5, NULL, 0), NULL, &failed),
+                     OD_ERR_CONFLICT);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+                            mkput("idem", "nope", OD_PUT_IF_VERSION, 1, NULL, 0), NULL, &failed),
+                     OD_ERR_NOT_FOUND);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+                            mkput("items", "b", OD_PUT_UPSERT, 0, ea, 1), NULL, &failed),
+                     OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert(!exists(&a, "idem", "k2"));
+    ck_assert(!exists(&a, "items", "b"));
+    /* Refused by what was read (a exists): the puts before it still go to
+     * DynamoDB, in a transaction that commits nothing, so the first
+     * failing put is the one reported. */
+    ck_assert_int_eq(batch2(&a, mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0),
+                            mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), NULL, &failed),
+                     OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 0);
+    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+                            mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), NULL, &failed),
+                     OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert(!exists(&a, "idem", "k2"));
+    /* A value moves from a to b within a batch, in that order... */
+    ck_assert_int_eq(batch2(&a, mkput("items", "a", OD_PUT_IF_VERSION, 1, ea2, 1),
+                            mkput("items", "b", OD_PUT_IF_ABSENT, 0, ea, 1), v, &failed),
+                     OD_OK);
+    ck_assert_uint_eq(v[0], 2);
+    ck_assert_uint_eq(v[1], 1);
+    ck_assert_str_eq(owner_of(&a, "a@x"), "b");
+    ck_assert_str_eq(owner_of(&a, "a2@x"), "a");
+    /* ...but not the other way round: put c runs while a still holds it. */
+    ck_assert_int_eq(batch2(&a, mkput("items", "c", OD_PUT_UPSERT, 0, ea2, 1),
+                            mkput("items", "a", OD_PUT_UPSERT, 0, NULL, 0), NULL, &failed),
+                     OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 0);
+    /* Two puts taking one new value: the second fails. */
+    ck_assert_int_eq(batch2(&a, mkput("items", "d", OD_PUT_UPSERT, 0, ez, 1),
+                            mkput("items", "e", OD_PUT_UPSERT, 0, ez, 1), NULL, &failed),
+                     OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_str_eq(owner_of(&a, "z@x"), "");
+    ck_assert_str_eq(owner_of(&a, "a2@x"), "a");
+    /* Upserts report the versions they wrote. */
+    ck_assert_int_eq(batch2(&a, mkput("items", "a", OD_PUT_UPSERT, 0, ea2, 1),
+                            mkput("idem", "k1", OD_PUT_UPSERT, 0, NULL, 0), v, &failed),
+                     OD_OK);
+    ck_assert_uint_eq(v[0], 3);
+    ck_assert_uint_eq(v[1], 2);
+    /* A message cannot join: nothing written. */
+    od_put p = mkput("idem", "k9", OD_PUT_IF_ABSENT, 0, NULL, 0);
+    const od_put *one[] = {&p};
+    od_outbox msg = {sizeof msg, OD_LANE_NORMAL, NULL, "m", 1, 0};
+    ck_assert_int_eq(S->put_batch(a.self, one, 1, &msg, NULL, &failed), OD_ERR_UNSUPPORTED);
+    ck_assert(!exists(&a, "idem", "k9"));
+    /* A full batch of claimed writes: 16 documents, 32 claims and releases. */
+    od_put many[OD_BATCH_MAX];
+    const od_put *ptrs[OD_BATCH_MAX];
+    char keys[OD_BATCH_MAX][16], emails[OD_BATCH_MAX][16];
+    od_index_value idx[OD_BATCH_MAX][1];
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < OD_BATCH_MAX; i++) {
+            snprintf(keys[i], sizeof keys[i], "m%zu", i);
+            snprintf(emails[i], sizeof emails[i], "m%zu.%d@x", i, round);
+            idx[i][0] = (od_index_value){"email", emails[i]};
+            many[i] = mkput("items", keys[i], OD_PUT_UPSERT, 0, idx[i], 1);
+            ptrs[i] = &many[i];
+        }
+        ck_assert_int_eq(S->put_batch(a.self, ptrs, OD_BATCH_MAX, NULL, v, &failed), OD_OK);
+        ck_assert_uint_eq(v[15], (uint64_t)round + 1);
+    }
+    ck_assert_str_eq(owner_of(&a, "m15.1@x"), "m15");
+    ck_assert_str_eq(owner_of(&a, "m15.0@x"), "");
+    inst_close(&a);
+}
+END_TEST
+
 START_TEST(test_unreachable_endpoint_is_bounded)
 {
     /* Nothing listens on port 9 of loopback: refused at once, retried
@@ -689,6 +829,301 @@ START_TEST(test_broken_service_unavailable)
 }
 END_TEST
 
+/* ---- put_batch against the stub: the request built, the reasons read ---- */
+
+/* The nth request body of an operation, parsed (caller puts it). */
+static json_object *stub_request(stub *st, const char *op, unsigned nth)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (strcmp(st->ops[i], op) == 0 && nth-- == 0)
+            return json_tokener_parse(st->bodies[i]);
+    ck_abort_msg("no %s request", op);
+    return NULL;
+}
+
+static const char *plain(json_object *o)
+{
+    return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+/* TransactItems[i].<kind>.<member> of a request, as a string. */
+static const char *txn_str(json_object *req, size_t i, const char *kind, const char *member)
+{
+    json_object *items = NULL, *v = NULL;
+    json_object_object_get_ex(req, "TransactItems", &items);
+    json_object *item = json_object_array_get_idx(items, i);
+    if (!json_object_object_get_ex(item, kind, &v) || !json_object_object_get_ex(v, member, &v))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static size_t txn_len(json_object *req)
+{
+    json_object *items = NULL;
+    json_object_object_get_ex(req, "TransactItems", &items);
+    return json_object_array_length(items);
+}
+
+static void define_u(const inst *i)
+{
+    static const od_index_def email[] = {{"email", 1}};
+    od_table_def u = {sizeof u, "u", email, 1};
+    ck_assert_int_eq(S->define_table(i->self, &u), OD_OK);
+}
+
+#define CANCELLED(reasons)                                                                    \
+    "{\"__type\":\"com.amazonaws.dynamodb.v20120810#TransactionCanceledException\","          \
+    "\"Message\":\"Transaction cancelled\",\"CancellationReasons\":[" reasons "]}"
+#define R_NONE "{\"Code\":\"None\"}"
+#define R_FAILED "{\"Code\":\"ConditionalCheckFailed\",\"Message\":\"failed\"}"
+#define R_FAILED_OLD "{\"Code\":\"ConditionalCheckFailed\",\"Item\":{\"pk\":{\"S\":\"b\"}," \
+                     "\"ver\":{\"N\":\"4\"}}}"
+
+static const char *batch_ok(const char *op, unsigned nth, int *status)
+{
+    (void)op, (void)nth, (void)status;
+    return "{}";
+}
+
+START_TEST(test_put_batch_request)
+{
+    stub st;
+    inst a;
+    size_t failed = 0;
+    stub_start(&st, batch_ok);
+    stub_open(&st, &a);
+    od_put p[] = {
+        {sizeof(od_put), OD_PUT_IF_ABSENT, "t", "k1", "{\"a\":1}", 7, NULL, 0, 0},
+        {sizeof(od_put), OD_PUT_IF_VERSION, "t", "k2", "{}", 2, NULL, 0, 3},
+        {sizeof(od_put), OD_PUT_UPSERT, "t", "k3", "{}", 2, NULL, 0, 0},
+    };
+    const od_put *puts[] = {&p[0], &p[1], &p[2]};
+    ck_assert_int_eq(S->put_batch(a.self, puts, 3, NULL, NULL, &failed), OD_OK);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    inst_close(&a);
+    stub_stop(&st);
+    /* The order and its idempotency record: one call, nothing read. */
+    ck_assert_uint_eq(stub_count(&st, "GetItem"), 0);
+    ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 1);
+    json_object *req = stub_request(&st, "TransactWriteItems", 0);
+    ck_assert_uint_eq(txn_len(req), 3);
+    ck_assert_ptr_nonnull(strstr(plain(req), "\"ClientRequestToken\""));
+    char table[96];
+    snprintf(table, sizeof table, "%st", PREFIX);
+    ck_assert_str_eq(txn_str(req, 0, "Update", "TableName"), table);
+    ck_assert_str_eq(txn_str(req, 0, "Update", "ConditionExpression"),
+                     "attribute_not_exists(#pk)");
+    ck_assert_str_eq(txn_str(req, 1, "Update", "ConditionExpression"), "#ver = :e");
+    ck_assert_str_eq(txn_str(req, 1, "Update", "ReturnValuesOnConditionCheckFailure"), "ALL_OLD");
+    ck_assert_ptr_nonnull(strstr(plain(req), "\":e\":{\"N\":\"3\"}"));
+    ck_assert_ptr_null(txn_str(req, 2, "Update", "ConditionExpression"));
+    ck_assert_ptr_null(txn_str(req, 0, "Update", "ReturnValuesOnConditionCheckFailure"));
+    json_object_put(req);
+    stub_free(&st);
+}
+END_TEST
+
+/* Answers to the TransactWriteItems of test_put_batch_reasons, in order. */
+static const char *const REASONS[] = {
+    CANCELLED(R_NONE "," R_FAILED_OLD),      /* IF_VERSION, the document exists: conflict */
+    CANCELLED(R_NONE "," R_FAILED),          /* IF_VERSION, no old item: not found */
+    CANCELLED(R_FAILED "," R_FAILED_OLD),    /* the first failing put is reported */
+    CANCELLED(R_NONE "," R_NONE "," R_FAILED), /* put 1's unique claim */
+    CANCELLED("{\"Code\":\"ValidationError\"}," R_NONE), /* refused by DynamoDB */
+    CANCELLED(R_NONE "," R_FAILED "," R_NONE), /* put 1's pinned document moved */
+    "{}",                                    /* ...and the second round commits */
+};
+
+static const char *batch_reasons(const char *op, unsigned nth, int *status)
+{
+    if (strcmp(op, "GetItem") == 0)
+        return "{}"; /* u's documents do not exist yet */
+    if (nth >= sizeof REASONS / sizeof REASONS[0])
+        return "{}";
+    *status = REASONS[nth][0] == '{' && REASONS[nth][1] == '}' ? 200 : 400;
+    return REASONS[nth];
+}
+
+START_TEST(test_put_batch_reasons)
+{
+    stub st;
+    inst a;
+    size_t failed = 0;
+    uint64_t v[2] = {0};
+    stub_start(&st, batch_reasons);
+    stub_open(&st, &a);
+    define_u(&a);
+    const od_index_value e[] = {{"email", "e@x"}};
+    od_put p[] = {
+        {sizeof(od_put), OD_PUT_IF_ABSENT, "t", "a", "{}", 2, NULL, 0, 0},
+        {sizeof(od_put), OD_PUT_IF_VERSION, "t", "b", "{}", 2, NULL, 0, 3},
+        {sizeof(od_put), OD_PUT_UPSERT, "u", "x", "{}", 2, e, 1, 0},
+    };
+    const od_put *versioned[] = {&p[0], &p[1]}, *claimed[] = {&p[0], &p[2]};
+    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_CONFLICT);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_NOT_FOUND);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 0);
+    ck_assert_int_eq(S->put_batch(a.self, claimed, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    ck_assert_int_eq(S->put_batch(a.self, claimed, 2, NULL, v, &failed), OD_OK);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    ck_assert_uint_eq(v[0], 1);
+    ck_assert_uint_eq(v[1], 1);
+    inst_close(&a);
+    stub_stop(&st);
+    ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 7);
+    /* u/x is read before each claimed batch, twice for the retried one. */
+    ck_assert_uint_eq(stub_count(&st, "GetItem"), 3);
+    /* The claimed write: t/a under its own condition, u/x pinned to "absent"
+     * (what was read), the claim of e@x for x. */
+    json_object *req = stub_request(&st, "TransactWriteItems", 3);
+    ck_assert_uint_eq(txn_len(req), 3);
+    ck_assert_str_eq(txn_str(req, 1, "Update", "ConditionExpression"),
+                     "attribute_not_exists(#pk)");
+    ck_assert_str_eq(txn_str(req, 2, "Put", "ConditionExpression"),
+                     "attribute_not_exists(#pk) OR #o = :k");
+    ck_assert_ptr_nonnull(strstr(plain(req), "\"u#email#e@x\""));
+    json_object_put(req);
+    stub_free(&st);
+}
+END_TEST
+
+/* u/x exists with version 2 and e@x: an IF_ABSENT put on it is refused by
+ * the read; t/a before it can only fail in DynamoDB. */
+static const char *batch_probe(const char *op, unsigned nth, int *status)
+{
+    if (strcmp(op, "GetItem") == 0)
+        return "{\"Item\":{\"pk\":{\"S\":\"x\"},\"ver\":{\"N\":\"2\"},"
+               "\"ix_email\":{\"S\":\"e@x\"}}}";
+    *status = 400;
+    return nth == 0 ? CANCELLED(R_NONE "," R_FAILED) : CANCELLED(R_FAILED "," R_FAILED);
+}
+
+START_TEST(test_put_batch_refused_by_read)
+{
+    stub st;
+    inst a;
+    size_t failed = 0;
+    stub_start(&st, batch_probe);
+    stub_open(&st, &a);
+    define_u(&a);
+    const od_index_value e[] = {{"email", "e@x"}};
+    od_put p[] = {
+        {sizeof(od_put), OD_PUT_IF_ABSENT, "t", "a", "{}", 2, NULL, 0, 0},
+        {sizeof(od_put), OD_PUT_IF_ABSENT, "u", "x", "{}", 2, e, 1, 0},
+        {sizeof(od_put), OD_PUT_UPSERT, "t", "c", "{}", 2, NULL, 0, 0},
+    };
+    const od_put *probed[] = {&p[0], &p[1]}, *direct[] = {&p[2], &p[1]};
+    /* Only the refused put fails; then t/a fails first. */
+    ck_assert_int_eq(S->put_batch(a.self, probed, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_int_eq(S->put_batch(a.self, probed, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 0);
+    /* An upsert before it cannot fail: no transaction at all. */
+    ck_assert_int_eq(S->put_batch(a.self, direct, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
+    ck_assert_uint_eq(failed, 1);
+    inst_close(&a);
+    stub_stop(&st);
+    ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 2);
+    /* t/a's update, then an entry no item passes in place of u/x. */
+    json_object *req = stub_request(&st, "TransactWriteItems", 0);
+    ck_assert_uint_eq(txn_len(req), 2);
+    ck_assert_str_eq(txn_str(req, 0, "Update", "ConditionExpression"),
+                     "attribute_not_exists(#pk)");
+    ck_assert_str_eq(txn_str(req, 1, "Update", "ConditionExpression"),
+                     "attribute_exists(#pk) AND attribute_not_exists(#pk)");
+    json_object_put(req);
+    stub_free(&st);
+}
+END_TEST
+
+START_TEST(test_put_batch_refused_without_request)
+{
+    stub st;
+    inst a;
+    size_t failed = 0;
+    stub_start(&st, batch_ok);
+    stub_open(&st, &a);
+    static const od_index_def many[] = {{"u1", 1}, {"u2", 1}, {"u3", 1}, {"u4", 1},
+                                        {"u5", 1}, {"u6", 1}, {"u7", 1}, {"u8", 1}};
+    od_table_def w = {sizeof w, "w", many, 8};
+    ck_assert_int_eq(S->define_table(a.self, &w), OD_OK);
+    od_put p = {sizeof(od_put), OD_PUT_UPSERT, "t", "k", "{}", 2, NULL, 0, 0};
+    od_put q = p, small = p;
+    q.key = "q";
+    small.size = sizeof(od_put) - 1;
+    const od_put *puts[OD_BATCH_MAX + 1];
+    for (size_t i = 0; i <= OD_BATCH_MAX; i++)
+        puts[i] = &p;
+    /* A message never joins a DynamoDB transaction. */
+    od_outbox msg = {sizeof msg, OD_LANE_NORMAL, NULL, "m", 1, 0};
+    const od_put *pq[] = {&p, &q};
+    ck_assert_int_eq(S->put_batch(a.self, pq, 2, &msg, NULL, &failed), OD_ERR_UNSUPPORTED);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    /* Arguments as put() checks them, plus the batch's own. */
+    ck_assert_int_eq(S->put_batch(a.self, puts, 2, NULL, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_int_eq(S->put_batch(a.self, puts, 0, NULL, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_int_eq(S->put_batch(a.self, puts, OD_BATCH_MAX + 1, NULL, NULL, &failed),
+                     OD_ERR_INVALID);
+    ck_assert_int_eq(S->put_batch(a.self, NULL, 1, NULL, NULL, &failed), OD_ERR_INVALID);
+    const od_put *with_null[] = {&p, NULL}, *with_small[] = {&p, &small};
+    ck_assert_int_eq(S->put_batch(a.self, with_null, 2, NULL, NULL, &failed), OD_ERR_INVALID);
+    ck_assert_int_eq(S->put_batch(a.self, with_small, 2, NULL, NULL, &failed), OD_ERR_INVALID);
+    od_put bad = q;
+    bad.table = "missing";
+    const od_put *with_bad[] = {&p, &bad};
+    ck_assert_int_eq(S->put_batch(a.self, with_bad, 2, NULL, NULL, &failed), OD_ERR_INVALID);
+    bad = q;
+    bad.cond = 7;
+    ck_assert_int_eq(S->put_batch(a.self, with_bad, 2, NULL, NULL, &failed), OD_ERR_INVALID);
+    /* DynamoDB's limits: 100 items and 4 MB per transaction. Six puts on w
+     * with all 8 values may need 6 x 17 entries (document, 8 claims, 8
+     * releases); without values 6 x 9 fit. */
+    od_put wide[6];
+    const od_put *wides[6];
+    char keys[6][8], vals[6][8][8];
+    od_index_value wv[6][8];
+    for (size_t i = 0; i < 6; i++) {
+        snprintf(keys[i], sizeof keys[i], "w%zu", i);
+        for (size_t k = 0; k < 8; k++) {
+            snprintf(vals[i][k], sizeof vals[i][k], "%zu.%zu", i, k);
+            wv[i][k] = (od_index_value){many[k].name, vals[i][k]};
+        }
+        wide[i] = (od_put){sizeof(od_put), OD_PUT_UPSERT, "w", keys[i], "{}", 2, wv[i], 8, 0};
+        wides[i] = &wide[i];
+    }
+    ck_assert_int_eq(S->put_batch(a.self, wides, 6, NULL, NULL, &failed), OD_ERR_TOO_LARGE);
+    size_t big = 300 * 1024;
+    char *body = malloc(big);
+    ck_assert_ptr_nonnull(body);
+    memset(body, ' ', big);
+    body[0] = '{';
+    body[big - 1] = '}';
+    od_put bigs[14];
+    const od_put *bigp[14];
+    char bkeys[14][8];
+    for (size_t i = 0; i < 14; i++) {
+        snprintf(bkeys[i], sizeof bkeys[i], "b%zu", i);
+        bigs[i] = (od_put){sizeof(od_put), OD_PUT_UPSERT, "t", bkeys[i], body, big, NULL, 0, 0};
+        bigp[i] = &bigs[i];
+    }
+    ck_assert_int_eq(S->put_batch(a.self, bigp, 14, NULL, NULL, &failed), OD_ERR_TOO_LARGE);
+    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    free(body);
+    inst_close(&a);
+    stub_stop(&st);
+    ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 0);
+    ck_assert_uint_eq(stub_count(&st, "GetItem"), 0);
+    ck_assert_uint_eq(stub_count(&st, "UpdateItem"), 0);
+    stub_free(&st);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("storage_dynamodb");
@@ -702,6 +1137,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_cursor_bound_to_table_and_index);
     tcase_add_test(tc, test_changed_definition_needs_new_gsi);
     tcase_add_test(tc, test_limits);
+    tcase_add_test(tc, test_put_batch_local);
     suite_add_tcase(s, tc);
     TCase *stubbed = tcase_create("offline");
     tcase_add_checked_fixture(stubbed, setup, NULL);
@@ -712,6 +1148,10 @@ static Suite *suite(void)
     tcase_add_test(stubbed, test_endless_conflict_gives_up);
     tcase_add_test(stubbed, test_empty_pages_followed);
     tcase_add_test(stubbed, test_broken_service_unavailable);
+    tcase_add_test(stubbed, test_put_batch_request);
+    tcase_add_test(stubbed, test_put_batch_reasons);
+    tcase_add_test(stubbed, test_put_batch_refused_by_read);
+    tcase_add_test(stubbed, test_put_batch_refused_without_request);
     suite_add_tcase(s, stubbed);
     return s;
 }
