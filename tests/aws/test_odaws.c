@@ -10,7 +10,6 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback_stub.h"
 #include "mock_host.h"
 #include "odaws.h"
 
@@ -32,10 +32,8 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- the stub: one thread, poll() over the listener and its connections ---- */
+/* ---- the stub: replies scripted by request number ---- */
 
-#define STUB_CONNS 16
-#define STUB_BUF 65536
 #define STUB_SCRIPT 8
 
 typedef struct stub_reply {
@@ -43,152 +41,42 @@ typedef struct stub_reply {
     const char *body;
 } stub_reply;
 
-typedef struct stub_conn {
-    int fd;
-    size_t len;
-    char buf[STUB_BUF];
-} stub_conn;
-
-typedef struct stub {
-    int listen_fd, wake[2];
-    uint16_t port;
-    pthread_t thread;
-    pthread_mutex_t mu; /* guards everything below */
-    stub_reply script[STUB_SCRIPT];
-    size_t script_len;
-    int requests, connections;
-    char last_head[8192], last_body[4096];
-    stub_conn conns[STUB_CONNS];
-} stub;
-
-static stub S;
+static lstub S;
+static struct {
+    pthread_mutex_t mu; /* the test thread scripts, the stub's thread reads */
+    stub_reply r[STUB_SCRIPT];
+    size_t n;
+} Script = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void stub_script(size_t n, const stub_reply *r)
 {
-    pthread_mutex_lock(&S.mu);
-    memcpy(S.script, r, n * sizeof *r);
-    S.script_len = n;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_lock(&Script.mu);
+    memcpy(Script.r, r, n * sizeof *r);
+    Script.n = n;
+    pthread_mutex_unlock(&Script.mu);
+}
+
+/* The reply follows the script by request number, the last entry repeating. */
+static const char *scripted(void *arg, const lstub_req *req, size_t n, int *status)
+{
+    (void)arg, (void)req;
+    pthread_mutex_lock(&Script.mu);
+    stub_reply r = Script.r[n < Script.n ? n : Script.n - 1];
+    pthread_mutex_unlock(&Script.mu);
+    *status = r.status;
+    return r.status ? r.body : NULL;
 }
 
 static int stub_requests(void)
 {
-    pthread_mutex_lock(&S.mu);
-    int n = S.requests;
-    pthread_mutex_unlock(&S.mu);
-    return n;
+    return (int)lstub_count(&S);
 }
 
-/* Answer every complete request buffered on c; the reply follows the script
- * by request number, the last entry repeating. */
-static void stub_serve(stub_conn *c)
+static const lstub_req *stub_last(void)
 {
-    for (;;) {
-        c->buf[c->len] = '\0';
-        char *end = strstr(c->buf, "\r\n\r\n");
-        if (!end)
-            return;
-        size_t head = (size_t)(end - c->buf) + 4, body = 0;
-        const char *cl = strcasestr(c->buf, "\r\nContent-Length:");
-        if (cl && cl < end)
-            body = strtoul(cl + 17, NULL, 10);
-        if (c->len < head + body)
-            return;
-        pthread_mutex_lock(&S.mu);
-        stub_reply r = S.script[S.requests < (int)S.script_len ? S.requests : (int)S.script_len - 1];
-        S.requests++;
-        snprintf(S.last_head, sizeof S.last_head, "%.*s", (int)head, c->buf);
-        snprintf(S.last_body, sizeof S.last_body, "%.*s", (int)body, c->buf + head);
-        pthread_mutex_unlock(&S.mu);
-        memmove(c->buf, c->buf + head + body, c->len - head - body);
-        c->len -= head + body;
-        if (r.status == 0)
-            continue; /* hang: the client times out */
-        char out[8192];
-        int n = snprintf(out, sizeof out,
-                         "HTTP/1.1 %d X\r\nContent-Type: application/x-amz-json-1.0\r\n"
-                         "Content-Length: %zu\r\n\r\n%s",
-                         r.status, strlen(r.body), r.body);
-        if (write(c->fd, out, (size_t)n) != n)
-            return;
-    }
-}
-
-static void stub_accept(void)
-{
-    int fd = accept(S.listen_fd, NULL, NULL);
-    if (fd < 0)
-        return;
-    for (size_t i = 0; i < STUB_CONNS; i++)
-        if (S.conns[i].fd < 0) {
-            S.conns[i].fd = fd;
-            S.conns[i].len = 0;
-            pthread_mutex_lock(&S.mu);
-            S.connections++;
-            pthread_mutex_unlock(&S.mu);
-            return;
-        }
-    close(fd);
-}
-
-static void *stub_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        struct pollfd p[STUB_CONNS + 2];
-        p[0] = (struct pollfd){.fd = S.wake[0], .events = POLLIN};
-        p[1] = (struct pollfd){.fd = S.listen_fd, .events = POLLIN};
-        for (size_t i = 0; i < STUB_CONNS; i++)
-            p[i + 2] = (struct pollfd){.fd = S.conns[i].fd, .events = POLLIN};
-        if (poll(p, STUB_CONNS + 2, -1) < 0 || p[0].revents)
-            return NULL;
-        if (p[1].revents)
-            stub_accept();
-        for (size_t i = 0; i < STUB_CONNS; i++) {
-            stub_conn *c = &S.conns[i];
-            if (c->fd < 0 || !p[i + 2].revents)
-                continue;
-            ssize_t n = read(c->fd, c->buf + c->len, STUB_BUF - 1 - c->len);
-            if (n <= 0) {
-                close(c->fd);
-                c->fd = -1;
-                continue;
-            }
-            c->len += (size_t)n;
-            stub_serve(c);
-        }
-    }
-}
-
-static void stub_start(void)
-{
-    memset(&S, 0, sizeof S);
-    pthread_mutex_init(&S.mu, NULL);
-    for (size_t i = 0; i < STUB_CONNS; i++)
-        S.conns[i].fd = -1;
-    S.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    ck_assert_int_eq(bind(S.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(S.listen_fd, 16), 0);
-    ck_assert_int_eq(getsockname(S.listen_fd, (struct sockaddr *)&a, &len), 0);
-    S.port = ntohs(a.sin_port);
-    ck_assert_int_eq(pipe(S.wake), 0);
-    stub_reply ok = {200, "{}"};
-    stub_script(1, &ok);
-    ck_assert_int_eq(pthread_create(&S.thread, NULL, stub_main, NULL), 0);
-}
-
-static void stub_stop(void)
-{
-    ck_assert_int_eq(write(S.wake[1], "x", 1), 1);
-    pthread_join(S.thread, NULL);
-    for (size_t i = 0; i < STUB_CONNS; i++)
-        if (S.conns[i].fd >= 0)
-            close(S.conns[i].fd);
-    close(S.listen_fd);
-    close(S.wake[0]);
-    close(S.wake[1]);
+    const lstub_req *r = lstub_request(&S, lstub_count(&S) - 1);
+    ck_assert_ptr_nonnull(r);
+    return r;
 }
 
 /* ---- fixtures --------------------------------------------------------- */
@@ -210,14 +98,17 @@ static void setup(void)
     setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t/K3y+never-logged", 1);
     M = mock_module_new("queue");
     C = NULL;
-    stub_start();
+    stub_reply ok = {200, "{}"};
+    stub_script(1, &ok);
+    lstub_start(&S, scripted, NULL);
 }
 
 static void teardown(void)
 {
     odaws_client_free(C);
     mock_module_free(M);
-    stub_stop();
+    lstub_stop(&S);
+    lstub_free(&S);
 }
 
 /* A client pointed at the stub; fast retries so tests stay short. */
@@ -320,22 +211,23 @@ START_TEST(test_request_shape)
     ck_assert(odaws_ok(&resp));
     ck_assert_str_eq(resp.error_type, "");
     odaws_response_clear(C, &resp);
-    ck_assert_str_eq(S.last_body, body);
-    ck_assert_ptr_nonnull(strstr(S.last_head, "POST / HTTP/1.1\r\n"));
-    ck_assert_ptr_nonnull(strstr(S.last_head, "X-Amz-Target: AmazonSQS.GetQueueUrl\r\n"));
-    ck_assert_ptr_nonnull(strstr(S.last_head, "Content-Type: application/x-amz-json-1.0\r\n"));
-    ck_assert_ptr_nonnull(strstr(S.last_head, "X-Amz-Security-Token: T0KEN/with+slash=\r\n"));
-    ck_assert_ptr_nonnull(strstr(S.last_head, "Authorization: AWS4-HMAC-SHA256 Credential="
-                                              "AKIDEXAMPLE1234WXYZ/"));
-    ck_assert_ptr_nonnull(strstr(S.last_head, "/us-east-1/sqs/aws4_request"));
-    ck_assert_ptr_nonnull(strstr(S.last_head, "SignedHeaders=content-type;host;x-amz-date;"
-                                              "x-amz-security-token;x-amz-target"));
-    ck_assert_ptr_null(strstr(S.last_head, "s3cr3t"));
-    ck_assert_ptr_null(strcasestr(S.last_head, "x-amz-content-sha256"));
+    const char *head = stub_last()->head;
+    ck_assert_str_eq(stub_last()->body, body);
+    ck_assert_ptr_nonnull(strstr(head, "POST / HTTP/1.1\r\n"));
+    ck_assert_ptr_nonnull(strstr(head, "X-Amz-Target: AmazonSQS.GetQueueUrl\r\n"));
+    ck_assert_ptr_nonnull(strstr(head, "Content-Type: application/x-amz-json-1.0\r\n"));
+    ck_assert_ptr_nonnull(strstr(head, "X-Amz-Security-Token: T0KEN/with+slash=\r\n"));
+    ck_assert_ptr_nonnull(strstr(head, "Authorization: AWS4-HMAC-SHA256 Credential="
+                                       "AKIDEXAMPLE1234WXYZ/"));
+    ck_assert_ptr_nonnull(strstr(head, "/us-east-1/sqs/aws4_request"));
+    ck_assert_ptr_nonnull(strstr(head, "SignedHeaders=content-type;host;x-amz-date;"
+                                       "x-amz-security-token;x-amz-target"));
+    ck_assert_ptr_null(strstr(head, "s3cr3t"));
+    ck_assert_ptr_null(strcasestr(head, "x-amz-content-sha256"));
     /* An empty body is sent as "{}" (DynamoDB answers "" with a 500). */
     ck_assert_int_eq(odaws_call(C, "ListQueues", NULL, 0, &resp), OD_OK);
     odaws_response_clear(C, &resp);
-    ck_assert_str_eq(S.last_body, "{}");
+    ck_assert_str_eq(stub_last()->body, "{}");
     ck_assert_int_eq(odaws_call(C, "Bad.Op", "{}", 2, &resp), OD_ERR_INVALID);
     odaws_response_clear(C, &resp);
 }
@@ -512,10 +404,7 @@ START_TEST(test_threads_keep_alive)
     ck_assert_int_eq(atomic_load(&ok), N_THREADS * N_CALLS);
     ck_assert_int_eq(stub_requests(), N_THREADS * N_CALLS);
     /* one connection per thread, reused for every call */
-    pthread_mutex_lock(&S.mu);
-    int conns = S.connections;
-    pthread_mutex_unlock(&S.mu);
-    ck_assert_int_le(conns, N_THREADS);
+    ck_assert_uint_le(lstub_connections(&S), N_THREADS);
     /* The main thread's handle is still alive: odaws_client_free frees it. */
     odaws_response resp;
     ck_assert_int_eq(odaws_call(C, "GetItem", "{}", 2, &resp), OD_OK);
@@ -535,7 +424,7 @@ START_TEST(test_call_json)
     json_object_object_add(req, "N", odaws_av_n(INT64_MIN));
     odaws_response resp;
     ck_assert_int_eq(odaws_call_json(C, "GetItem", req, 0, &resp, &out), OD_OK);
-    ck_assert_str_eq(S.last_body,
+    ck_assert_str_eq(stub_last()->body,
                      "{\"Key\":{\"S\":\"x/y\"},\"N\":{\"N\":\"-9223372036854775808\"}}");
     json_object *item;
     ck_assert(json_object_object_get_ex(out, "Item", &item));

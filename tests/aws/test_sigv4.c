@@ -16,22 +16,17 @@
  * proven on AWS's published example (IAM ListUsers, 20150830T123600Z) and
  * shown to notice a one-byte change. Needs no emulator.
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback_stub.h"
 #include "mock_host.h"
 
 #define TEST_KEY_ID "AKIDSIGV4TEST0001"
@@ -41,36 +36,9 @@
 #define TEST_TOKEN "FwoGZXIvYXdzEXAMPLE//sigv4+session/token=="
 #define DATE_SKEW_S 60
 
-/* ---- the listener: one thread, poll() over the socket and its connections,
- * records every complete request and answers by X-Amz-Target ---- */
+/* ---- the endpoint: records every request, answers by X-Amz-Target ---- */
 
-#define LS_CONNS 8
-#define LS_BUF 65536
-#define LS_MAX_REQUESTS 64
-
-typedef struct captured {
-    char *bytes; /* head + body exactly as received (NUL-terminated copy) */
-    size_t len;
-    size_t head_len; /* through the blank line */
-} captured;
-
-typedef struct ls_conn {
-    int fd;
-    size_t len;
-    char buf[LS_BUF];
-} ls_conn;
-
-typedef struct listener {
-    int listen_fd, wake[2];
-    uint16_t port;
-    pthread_t thread;
-    pthread_mutex_t mu; /* guards reqs and n_reqs; conns are the thread's own */
-    captured reqs[LS_MAX_REQUESTS];
-    size_t n_reqs;
-    ls_conn conns[LS_CONNS];
-} listener;
-
-static listener L;
+static lstub L;
 
 /* What the services answer: enough for init and the ops to succeed. One
  * DescribeTable answer serves every table (extra GSIs are ignored). */
@@ -101,153 +69,21 @@ static const canned CANNED[] = {
 static const char UNKNOWN_OP[] =
     "{\"__type\":\"com.amazonaws.test#UnknownOperationException\",\"message\":\"not canned\"}";
 
-static const char *canned_reply(const char *head, size_t head_len, int *status)
+static const char *canned_reply(void *arg, const lstub_req *req, size_t n, int *status)
 {
-    const char *t = strcasestr(head, "\r\nX-Amz-Target:");
+    (void)arg, (void)n;
+    char target[128];
+    const char *dot;
     *status = 400;
-    if (!t || t >= head + head_len)
+    if (lstub_header(req, "X-Amz-Target", target, sizeof target) < 0 ||
+        !(dot = strchr(target, '.')))
         return UNKNOWN_OP;
-    const char *dot = strchr(t + 2, '.'), *eol = strstr(t + 2, "\r\n");
-    if (!dot || !eol || dot > eol)
-        return UNKNOWN_OP;
-    size_t n = (size_t)(eol - dot - 1);
     for (size_t i = 0; i < sizeof CANNED / sizeof CANNED[0]; i++)
-        if (strlen(CANNED[i].op) == n && strncmp(dot + 1, CANNED[i].op, n) == 0) {
+        if (strcmp(dot + 1, CANNED[i].op) == 0) {
             *status = 200;
             return CANNED[i].body;
         }
     return UNKNOWN_OP;
-}
-
-static void ls_record(const char *bytes, size_t head, size_t body)
-{
-    char *copy = malloc(head + body + 1);
-    if (!copy)
-        return; /* its operation then counts as not sent: the test fails */
-    memcpy(copy, bytes, head + body);
-    copy[head + body] = '\0';
-    pthread_mutex_lock(&L.mu);
-    if (L.n_reqs < LS_MAX_REQUESTS)
-        L.reqs[L.n_reqs++] = (captured){copy, head + body, head};
-    else
-        free(copy);
-    pthread_mutex_unlock(&L.mu);
-}
-
-/* Answer every complete request buffered on c. */
-static void ls_serve(ls_conn *c)
-{
-    for (;;) {
-        c->buf[c->len] = '\0';
-        char *end = strstr(c->buf, "\r\n\r\n");
-        if (!end)
-            return;
-        size_t head = (size_t)(end - c->buf) + 4, body = 0;
-        const char *cl = strcasestr(c->buf, "\r\nContent-Length:");
-        if (cl && cl < end)
-            body = strtoul(cl + 17, NULL, 10);
-        if (c->len < head + body)
-            return;
-        ls_record(c->buf, head, body);
-        int status;
-        const char *reply = canned_reply(c->buf, head, &status);
-        memmove(c->buf, c->buf + head + body, c->len - head - body);
-        c->len -= head + body;
-        char out[4096];
-        int n = snprintf(out, sizeof out,
-                         "HTTP/1.1 %d X\r\nContent-Type: application/x-amz-json-1.0\r\n"
-                         "Content-Length: %zu\r\n\r\n%s",
-                         status, strlen(reply), reply);
-        if (n < 0 || (size_t)n >= sizeof out || write(c->fd, out, (size_t)n) != n)
-            return;
-    }
-}
-
-static void ls_accept(void)
-{
-    int fd = accept(L.listen_fd, NULL, NULL);
-    if (fd < 0)
-        return;
-    for (size_t i = 0; i < LS_CONNS; i++)
-        if (L.conns[i].fd < 0) {
-            L.conns[i].fd = fd;
-            L.conns[i].len = 0;
-            return;
-        }
-    close(fd);
-}
-
-static void *ls_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        struct pollfd p[LS_CONNS + 2];
-        p[0] = (struct pollfd){.fd = L.wake[0], .events = POLLIN};
-        p[1] = (struct pollfd){.fd = L.listen_fd, .events = POLLIN};
-        for (size_t i = 0; i < LS_CONNS; i++)
-            p[i + 2] = (struct pollfd){.fd = L.conns[i].fd, .events = POLLIN};
-        if (poll(p, LS_CONNS + 2, -1) < 0 || p[0].revents)
-            return NULL;
-        if (p[1].revents)
-            ls_accept();
-        for (size_t i = 0; i < LS_CONNS; i++) {
-            ls_conn *c = &L.conns[i];
-            if (c->fd < 0 || !p[i + 2].revents)
-                continue;
-            ssize_t n = read(c->fd, c->buf + c->len, LS_BUF - 1 - c->len);
-            if (n <= 0) {
-                close(c->fd);
-                c->fd = -1;
-                continue;
-            }
-            c->len += (size_t)n;
-            ls_serve(c);
-        }
-    }
-}
-
-static void ls_start(void)
-{
-    memset(&L, 0, sizeof L);
-    pthread_mutex_init(&L.mu, NULL);
-    for (size_t i = 0; i < LS_CONNS; i++)
-        L.conns[i].fd = -1;
-    L.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(L.listen_fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    ck_assert_int_eq(bind(L.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(L.listen_fd, 16), 0);
-    ck_assert_int_eq(getsockname(L.listen_fd, (struct sockaddr *)&a, &len), 0);
-    L.port = ntohs(a.sin_port);
-    ck_assert_int_eq(pipe(L.wake), 0);
-    ck_assert_int_eq(pthread_create(&L.thread, NULL, ls_main, NULL), 0);
-}
-
-static void ls_stop(void)
-{
-    ck_assert_int_eq(write(L.wake[1], "x", 1), 1);
-    pthread_join(L.thread, NULL);
-    for (size_t i = 0; i < LS_CONNS; i++)
-        if (L.conns[i].fd >= 0)
-            close(L.conns[i].fd);
-    for (size_t i = 0; i < L.n_reqs; i++)
-        free(L.reqs[i].bytes);
-    close(L.listen_fd);
-    close(L.wake[0]);
-    close(L.wake[1]);
-    pthread_mutex_destroy(&L.mu);
-}
-
-/* A snapshot of the count; the modules call synchronously and the listener
- * records a request before answering it, so after an op returns every one
- * of its requests is recorded. */
-static size_t ls_count(void)
-{
-    pthread_mutex_lock(&L.mu);
-    size_t n = L.n_reqs;
-    pthread_mutex_unlock(&L.mu);
-    return n;
 }
 
 /* ---- an HTTP request, parsed ---- */
@@ -283,19 +119,19 @@ static void add_header(http_req *r, const char *name, size_t name_len, const cha
     h->value[value_len] = '\0';
 }
 
-static void parse_request(const captured *c, http_req *r)
+static void parse_request(const lstub_req *c, http_req *r)
 {
     memset(r, 0, sizeof *r);
     char target[512];
-    const char *eol = strstr(c->bytes, "\r\n");
+    const char *eol = strstr(c->head, "\r\n");
     ck_assert_ptr_nonnull(eol);
-    ck_assert_int_eq(sscanf(c->bytes, "%15s %511s HTTP/1.1", r->method, target), 2);
+    ck_assert_int_eq(sscanf(c->head, "%15s %511s HTTP/1.1", r->method, target), 2);
     char *q = strchr(target, '?');
     if (q)
         *q++ = '\0';
     snprintf(r->path, sizeof r->path, "%s", target);
     snprintf(r->query, sizeof r->query, "%s", q ? q : "");
-    const char *end = c->bytes + c->head_len - 2; /* the blank line's CRLF */
+    const char *end = c->head + c->head_len - 2; /* the blank line's CRLF */
     for (const char *line = eol + 2; line < end;) {
         const char *next = strstr(line, "\r\n");
         const char *colon = memchr(line, ':', (size_t)(next - line));
@@ -304,8 +140,8 @@ static void parse_request(const captured *c, http_req *r)
         add_header(r, line, (size_t)(colon - line), v, (size_t)(next - v));
         line = next + 2;
     }
-    r->body = c->bytes + c->head_len;
-    r->body_len = c->len - c->head_len;
+    r->body = c->body;
+    r->body_len = c->body_len;
 }
 
 /* The value of header `name` (lower-case) and how many times it occurs. */
@@ -489,11 +325,13 @@ static void check_token(const http_req *r, const expectation *e)
     ck_assert_str_eq(token + strspn(token, " "), e->token);
 }
 
-static void verify_request(const captured *c, const expectation *e)
+static void verify_request(const lstub_req *c, const expectation *e)
 {
     http_req r;
     char host[64], list[256], sig[65], want[1024];
-    ck_assert_msg(memmem(c->bytes, c->len, TEST_SECRET, strlen(TEST_SECRET)) == NULL,
+    /* The secret has no CRLF: it cannot straddle the head and the body. */
+    ck_assert_msg(!memmem(c->head, c->head_len, TEST_SECRET, strlen(TEST_SECRET)) &&
+                      !memmem(c->body, c->body_len, TEST_SECRET, strlen(TEST_SECRET)),
                   "the secret key went on the wire");
     parse_request(c, &r);
     ck_assert_str_eq(r.method, "POST");
@@ -520,17 +358,19 @@ static void verify_request(const captured *c, const expectation *e)
  * named in `ops` (NULL-terminated) among them. */
 static void verify_since(size_t from, const expectation *e, const char *const *ops)
 {
-    size_t n = ls_count();
+    size_t n = lstub_count(&L);
     ck_assert_uint_gt(n, from);
-    ck_assert_uint_lt(n, LS_MAX_REQUESTS); /* none dropped */
-    for (size_t i = from; i < n; i++)
-        verify_request(&L.reqs[i], e);
+    for (size_t i = from; i < n; i++) {
+        const lstub_req *c = lstub_request(&L, i);
+        ck_assert_msg(c != NULL, "request %zu was not recorded", i);
+        verify_request(c, e);
+    }
     for (; *ops; ops++) {
         char needle[128];
         int seen = 0;
         snprintf(needle, sizeof needle, ".%s\r\n", *ops);
         for (size_t i = from; i < n && !seen; i++)
-            seen = strstr(L.reqs[i].bytes, needle) != NULL;
+            seen = strstr(lstub_request(&L, i)->head, needle) != NULL;
         ck_assert_msg(seen, "no %s request was captured", *ops);
     }
     ck_assert_int_eq(mock_log_contains(TEST_SECRET), 0);
@@ -551,12 +391,13 @@ static void setup(void)
         unsetenv(clear[i]);
     setenv("AWS_ACCESS_KEY_ID", TEST_KEY_ID, 1);
     setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET, 1);
-    ls_start();
+    lstub_start(&L, canned_reply, NULL);
 }
 
 static void teardown(void)
 {
-    ls_stop();
+    lstub_stop(&L);
+    lstub_free(&L);
 }
 
 typedef struct loaded {
@@ -726,7 +567,8 @@ START_TEST(test_recompute_notices_changes)
     setenv("AWS_SESSION_TOKEN", TEST_TOKEN, 1);
     const expectation e = {"eu-west-1", "sqs", TEST_TOKEN};
     run_sqs("eu-west-1", &e);
-    const captured *c = &L.reqs[ls_count() - 1];
+    const lstub_req *c = lstub_request(&L, lstub_count(&L) - 1);
+    ck_assert_ptr_nonnull(c);
     http_req r;
     char list[256], good[65], sig[65];
     parse_request(c, &r);

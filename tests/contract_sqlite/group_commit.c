@@ -20,81 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
-#include "mock_host.h"
+#include "sqlite_fixture.h"
 
 #define N_THREADS 16
-
-static char dir[256];
-static char db_path[300];
-static const od_host_api *H;
-
-typedef struct backend {
-    const od_module_desc *desc;
-    od_module *mod;
-    void *self;
-} backend;
-
-static void setup(void)
-{
-    const char *base = getenv("ORDERD_BUILD_DIR");
-    snprintf(dir, sizeof dir, "%s/gc-test-XXXXXX", base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(db_path, sizeof db_path, "%s/orderd.db", dir);
-    H = mock_host_api();
-    mock_log_reset();
-}
-
-static void teardown(void)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[320];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", db_path, suffix[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
-static od_status open_backend(backend *b, const char *name, int64_t busy_ms)
-{
-    char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/modules/%s.so", getenv("ORDERD_BUILD_DIR"), name);
-    memset(b, 0, sizeof *b);
-    b->desc = mock_load_module(path, err, sizeof err);
-    ck_assert_msg(b->desc != NULL, "%s", err);
-    b->mod = mock_module_new(strncmp(name, "storage", 7) == 0 ? "storage" : "queue");
-    mock_config_set_string(b->mod, "path", db_path);
-    if (busy_ms >= 0)
-        mock_config_set_int(b->mod, "busy_timeout_ms", busy_ms);
-    od_status s = b->desc->init(H, b->mod, &b->self);
-    if (s == OD_OK && b->desc->start)
-        s = b->desc->start(b->self);
-    return s;
-}
-
-static void close_backend(backend *b)
-{
-    if (b->desc->stop)
-        b->desc->stop(b->self);
-    b->desc->destroy(b->self);
-    mock_module_free(b->mod);
-    memset(b, 0, sizeof *b);
-}
-
-static const od_storage_ops *S(const backend *b)
-{
-    return b->desc->ops;
-}
-
-static const od_queue_ops *Q(const backend *b)
-{
-    return b->desc->ops;
-}
 
 static void define_items(const backend *b)
 {
@@ -110,19 +42,6 @@ static od_status put(const backend *b, const char *key, const char *email, uint3
     return S(b)->put(b->self, "items", key, "{\"x\":1}", 7, iv, 1, cond, expected, version);
 }
 
-/* Another process's connection: holds the write lock, reads the WAL. */
-static sqlite3 *other_open(void)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    return db;
-}
-
-static void other_exec(sqlite3 *db, const char *sql)
-{
-    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-}
-
 /* Frames in the WAL (each commit appends at least one). */
 static int wal_frames(sqlite3 *db)
 {
@@ -133,13 +52,6 @@ static int wal_frames(sqlite3 *db)
     int frames = sqlite3_column_int(st, 1);
     sqlite3_finalize(st);
     return frames;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- one batch, mixed outcomes ---- */
@@ -175,13 +87,13 @@ static void *mixed_thread(void *p)
 START_TEST(test_batch_keeps_each_result)
 {
     backend b;
-    ck_assert_int_eq(open_backend(&b, "storage_sqlite", -1), OD_OK);
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     ck_assert_int_eq(put(&b, "base", "shared@x", OD_PUT_UPSERT, 0, NULL), OD_OK);
     ck_assert_int_eq(S(&b)->counter_set(b.self, "stock", "p", N_THREADS / 2), OD_OK);
-    sqlite3 *other = other_open();
-    other_exec(other, "PRAGMA wal_checkpoint(TRUNCATE)");
-    other_exec(other, "BEGIN IMMEDIATE"); /* everybody queues behind this */
+    sqlite3 *other = fx_other();
+    fx_exec(other, "PRAGMA wal_checkpoint(TRUNCATE)");
+    fx_exec(other, "BEGIN IMMEDIATE"); /* everybody queues behind this */
 
     atomic_int entered = 0;
     mixed m[N_THREADS];
@@ -190,11 +102,11 @@ START_TEST(test_batch_keeps_each_result)
         m[i] = (mixed){.b = &b, .entered = &entered, .id = i};
         ck_assert_int_eq(pthread_create(&t[i], NULL, mixed_thread, &m[i]), 0);
     }
-    int64_t deadline = mono_ms() + 10000;
-    while (atomic_load(&entered) < N_THREADS && mono_ms() < deadline)
+    int64_t deadline = H->monotonic_ms() + 10000;
+    while (atomic_load(&entered) < N_THREADS && H->monotonic_ms() < deadline)
         sched_yield();
     ck_assert_int_eq(atomic_load(&entered), N_THREADS);
-    other_exec(other, "COMMIT");
+    fx_exec(other, "COMMIT");
     for (int i = 0; i < N_THREADS; i++)
         pthread_join(t[i], NULL);
 
@@ -214,10 +126,10 @@ START_TEST(test_batch_keeps_each_result)
     int writes = N_THREADS + took, frames = wal_frames(other);
     ck_assert_msg(frames < writes, "%d WAL frames for %d writes", frames, writes);
     sqlite3_close(other);
-    close_backend(&b);
+    fx_close(&b);
 
     /* Reopened: the successes are there, the failures left nothing. */
-    ck_assert_int_eq(open_backend(&b, "storage_sqlite", -1), OD_OK);
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     od_doc d = {0};
     for (int i = 0; i < N_THREADS; i++) {
@@ -234,7 +146,7 @@ START_TEST(test_batch_keeps_each_result)
     int64_t v = -1;
     ck_assert_int_eq(S(&b)->counter_get(b.self, "stock", "p", &v), OD_OK);
     ck_assert_int_eq(v, 0);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -259,10 +171,10 @@ static void *busy_thread(void *p)
 START_TEST(test_held_lock_fails_every_op)
 {
     backend b;
-    ck_assert_int_eq(open_backend(&b, "storage_sqlite", 200), OD_OK);
+    ck_assert_int_eq(fx_open_cfg(&b, "storage_sqlite", fx_db_path, NULL, 200), OD_OK);
     define_items(&b);
-    sqlite3 *other = other_open();
-    other_exec(other, "BEGIN IMMEDIATE");
+    sqlite3 *other = fx_other();
+    fx_exec(other, "BEGIN IMMEDIATE");
     busy_arg a[N_THREADS];
     pthread_t t[N_THREADS];
     for (int i = 0; i < N_THREADS; i++) {
@@ -273,12 +185,12 @@ START_TEST(test_held_lock_fails_every_op)
         pthread_join(t[i], NULL);
     for (int i = 0; i < N_THREADS; i++)
         ck_assert_int_eq(a[i].s, OD_ERR_UNAVAILABLE);
-    other_exec(other, "COMMIT");
+    fx_exec(other, "COMMIT");
     sqlite3_close(other);
     od_doc d = {0};
     ck_assert_int_eq(S(&b)->get(b.self, "items", "b0", &d), OD_ERR_NOT_FOUND);
     ck_assert_int_eq(put(&b, "b0", "b0@x", OD_PUT_IF_ABSENT, 0, NULL), OD_OK);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -312,7 +224,7 @@ static void *acker_thread(void *p)
 static void crash_child(int fd)
 {
     backend b;
-    if (open_backend(&b, "storage_sqlite", -1) != OD_OK)
+    if (fx_open_cfg(&b, "storage_sqlite", fx_db_path, NULL, -1) != OD_OK)
         _exit(2);
     define_items(&b);
     acker a[CRASH_THREADS];
@@ -360,7 +272,7 @@ START_TEST(test_acknowledged_survives_crash)
     ck_assert_msg(killed && WIFSIGNALED(status), "child status %d after %zu acks", status, n);
 
     backend b;
-    ck_assert_int_eq(open_backend(&b, "storage_sqlite", -1), OD_OK);
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     for (size_t i = 0; i < n; i++) {
         od_doc d = {0};
@@ -368,7 +280,7 @@ START_TEST(test_acknowledged_survives_crash)
         od_doc_clear(H, &d);
     }
     free(keys);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -404,8 +316,9 @@ static void *sender(void *p)
 static void *receiver(void *p)
 {
     qthread *t = p;
-    int64_t deadline = mono_ms() + 30000;
-    while (atomic_load(&t->sh->received) < Q_SENDERS * Q_PER_SENDER && mono_ms() < deadline) {
+    int64_t deadline = H->monotonic_ms() + 30000;
+    while (atomic_load(&t->sh->received) < Q_SENDERS * Q_PER_SENDER &&
+           H->monotonic_ms() < deadline) {
         od_message m[4];
         size_t n = 0;
         t->s = Q(t->sh->b)->receive(t->sh->b->self, OD_LANE_NORMAL, 4, 100, 600000, m, &n);
@@ -425,7 +338,7 @@ static void *receiver(void *p)
 START_TEST(test_queue_each_message_once)
 {
     backend b;
-    ck_assert_int_eq(open_backend(&b, "queue_sqlite", -1), OD_OK);
+    fx_open(&b, "queue_sqlite");
     static qshared sh;
     memset(&sh, 0, sizeof sh);
     sh.b = &b;
@@ -445,7 +358,7 @@ START_TEST(test_queue_each_message_once)
     int64_t visible = -1, in_flight = -1;
     ck_assert_int_eq(Q(&b)->depth(b.self, OD_LANE_NORMAL, &visible, &in_flight), OD_OK);
     ck_assert_int_eq(visible + in_flight, 0);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -453,7 +366,7 @@ static Suite *gc_suite(void)
 {
     Suite *s = suite_create("sqlite_group_commit");
     TCase *tc = tcase_create("group_commit");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, fx_setup, fx_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_batch_keeps_each_result);
     tcase_add_test(tc, test_held_lock_fails_every_op);

@@ -19,91 +19,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
-#include "mock_host.h"
+#include "sqlite_fixture.h"
 
 #define N_WRITERS 8
 #define N_BATCHES 50
 #define N_READERS 2
 
-static char dir[256];
-static char db_path[300];
-static char other_path[300];
-static const od_host_api *H;
-
-typedef struct backend {
-    const od_module_desc *desc;
-    od_module *mod;
-    void *self;
-} backend;
-
-/* ---- fixture ---- */
+static char other_path[300]; /* a second database file, next to fx_db_path */
 
 static void setup(void)
 {
-    const char *base = getenv("ORDERD_BUILD_DIR");
-    snprintf(dir, sizeof dir, "%s/shared-test-XXXXXX", base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(db_path, sizeof db_path, "%s/orderd.db", dir);
-    snprintf(other_path, sizeof other_path, "%s/other.db", dir);
-    H = mock_host_api();
-    mock_log_reset();
-    mock_set_now_ms(0);
-}
-
-static void teardown(void)
-{
-    static const char *const file[] = {"orderd.db", "other.db"};
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[400];
-    for (size_t i = 0; i < 2; i++)
-        for (size_t j = 0; j < 4; j++) {
-            snprintf(p, sizeof p, "%s/%s%s", dir, file[i], suffix[j]);
-            unlink(p);
-        }
-    snprintf(p, sizeof p, "%s/link.db", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/here", dir);
-    unlink(p);
-    rmdir(dir);
-    mock_set_now_ms(0);
-}
-
-static void open_at(backend *b, const char *name, const char *path)
-{
-    char so[4096], err[512];
-    snprintf(so, sizeof so, "%s/modules/%s.so", getenv("ORDERD_BUILD_DIR"), name);
-    memset(b, 0, sizeof *b);
-    b->desc = mock_load_module(so, err, sizeof err);
-    ck_assert_msg(b->desc != NULL, "%s", err);
-    b->mod = mock_module_new(strncmp(name, "storage", 7) == 0 ? "storage" : "queue");
-    mock_config_set_string(b->mod, "path", path);
-    ck_assert_int_eq(b->desc->init(H, b->mod, &b->self), OD_OK);
-    if (b->desc->start)
-        ck_assert_int_eq(b->desc->start(b->self), OD_OK);
-}
-
-static void close_backend(backend *b)
-{
-    if (b->desc->stop)
-        b->desc->stop(b->self);
-    b->desc->destroy(b->self);
-    mock_module_free(b->mod);
-    memset(b, 0, sizeof *b);
-}
-
-static const od_storage_ops *S(const backend *b)
-{
-    return b->desc->ops;
-}
-
-static const od_queue_ops *Q(const backend *b)
-{
-    return b->desc->ops;
+    fx_setup();
+    snprintf(other_path, sizeof other_path, "%s/other.db", fx_dir);
 }
 
 /* orders (unique "ref") and idem: an order and its Idempotency-Key record,
@@ -117,48 +48,18 @@ static void define_tables(const backend *b)
     ck_assert_int_eq(S(b)->define_table(b->self, &idem), OD_OK);
 }
 
-/* storage_sqlite + queue_sqlite on db_path, tables defined. */
+/* storage_sqlite + queue_sqlite on fx_db_path, tables defined. */
 static void open_pair(backend *st, backend *q)
 {
-    open_at(st, "storage_sqlite", db_path);
-    open_at(q, "queue_sqlite", db_path);
+    fx_open(st, "storage_sqlite");
+    fx_open(q, "queue_sqlite");
     define_tables(st);
-}
-
-static int64_t sql_int(const char *path, const char *query)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, query, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
 }
 
 /* Rows in the messages table: delayed and in-flight ones too. */
 static int64_t messages_in(const char *path)
 {
-    return sql_int(path, "SELECT count(*) FROM messages");
-}
-
-static void sql(const char *text)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    char *err = NULL;
-    int rc = sqlite3_exec(db, text, NULL, NULL, &err);
-    ck_assert_msg(rc == SQLITE_OK, "%s: %s", text, err ? err : "?");
-    sqlite3_close(db);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return fx_sql_int(path, "SELECT count(*) FROM messages");
 }
 
 /* ---- a queue that counts notify() and passes both ops on ---- */
@@ -298,22 +199,22 @@ static void relative_path(const char *abs, char *out, size_t size)
 START_TEST(test_store_names_the_file)
 {
     char rel[8192], link[400], here[400], via_dir[420], expect[4200], *real;
-    relative_path(db_path, rel, sizeof rel);
-    snprintf(link, sizeof link, "%s/link.db", dir);
-    snprintf(here, sizeof here, "%s/here", dir);
+    relative_path(fx_db_path, rel, sizeof rel);
+    snprintf(link, sizeof link, "%s/link.db", fx_dir);
+    snprintf(here, sizeof here, "%s/here", fx_dir);
     snprintf(via_dir, sizeof via_dir, "%s/orderd.db", here);
     backend st, q_rel, q_link, st_dir, q_other;
-    open_at(&st, "storage_sqlite", db_path);
-    ck_assert_int_eq(symlink(db_path, link), 0); /* the file's link */
+    fx_open(&st, "storage_sqlite");
+    ck_assert_int_eq(symlink(fx_db_path, link), 0); /* the file's link */
     ck_assert_int_eq(symlink(".", here), 0);     /* a directory's link */
-    real = realpath(db_path, NULL);
+    real = realpath(fx_db_path, NULL);
     ck_assert_ptr_nonnull(real);
     snprintf(expect, sizeof expect, "sqlite:%s", real);
     free(real);
-    open_at(&q_rel, "queue_sqlite", rel);
-    open_at(&q_link, "queue_sqlite", link);
-    open_at(&st_dir, "storage_sqlite", via_dir);
-    open_at(&q_other, "queue_sqlite", other_path);
+    fx_open_at(&q_rel, "queue_sqlite", rel);
+    fx_open_at(&q_link, "queue_sqlite", link);
+    fx_open_at(&st_dir, "storage_sqlite", via_dir);
+    fx_open_at(&q_other, "queue_sqlite", other_path);
     ck_assert(OD_HAS_OP(od_storage_ops, S(&st), store));
     ck_assert(OD_HAS_OP(od_queue_ops, Q(&q_rel), store));
     ck_assert(OD_HAS_OP(od_queue_ops, Q(&q_rel), notify));
@@ -337,11 +238,11 @@ START_TEST(test_store_names_the_file)
     receive_one(&q_rel, OD_LANE_NORMAL, "o-1", 3);
     define_tables(&st_dir);
     ck_assert(doc_exists(&st_dir, "orders", "o-1"));
-    close_backend(&q_other);
-    close_backend(&st_dir);
-    close_backend(&q_link);
-    close_backend(&q_rel);
-    close_backend(&st);
+    fx_close(&q_other);
+    fx_close(&st_dir);
+    fx_close(&q_link);
+    fx_close(&q_rel);
+    fx_close(&st);
 }
 END_TEST
 
@@ -373,9 +274,9 @@ START_TEST(test_batch_carries_message)
     assert_lane_empty(&q, OD_LANE_NORMAL);
     receive_one(&q, OD_LANE_PRIORITY, m.body, m.len);
     assert_lane_empty(&q, OD_LANE_PRIORITY);
-    ck_assert_int_eq(messages_in(db_path), 0);
-    close_backend(&q);
-    close_backend(&st);
+    ck_assert_int_eq(messages_in(fx_db_path), 0);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -391,7 +292,7 @@ START_TEST(test_batch_message_delay)
     ck_assert_int_eq(put_order(&st, "o-1", &m, NULL), OD_OK);
     ck_assert(doc_exists(&st, "orders", "o-1")); /* the documents are not delayed */
     assert_lane_empty(&q, OD_LANE_NORMAL);       /* delayed: neither visible nor in flight */
-    ck_assert_int_eq(messages_in(db_path), 1);
+    ck_assert_int_eq(messages_in(fx_db_path), 1);
     mock_set_now_ms(t0 + 4999);
     assert_lane_empty(&q, OD_LANE_NORMAL);
     mock_set_now_ms(t0 + 5000);
@@ -404,8 +305,8 @@ START_TEST(test_batch_message_delay)
     ck_assert_int_eq(got.sent_ms, t0);
     od_message_clear(H, &got);
     mock_set_now_ms(0);
-    close_backend(&q);
-    close_backend(&st);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -443,7 +344,7 @@ START_TEST(test_failed_put_sends_nothing)
         ck_assert(!doc_exists(&st, "orders", "b"));
         ck_assert(!doc_exists(&st, "orders", "c"));
         assert_lane_empty(&q, OD_LANE_NORMAL);
-        ck_assert_int_eq(messages_in(db_path), 0);
+        ck_assert_int_eq(messages_in(fx_db_path), 0);
         ck_assert_int_eq(notified(&cq, OD_LANE_NORMAL), 0);
     }
     /* "a" kept its version and its ref. */
@@ -456,8 +357,8 @@ START_TEST(test_failed_put_sends_nothing)
     ck_assert_int_eq(put_order(&st, "b", &m, NULL), OD_OK);
     ck_assert_int_eq(notified(&cq, OD_LANE_NORMAL), 1);
     receive_one(&q, OD_LANE_NORMAL, "b", 1);
-    close_backend(&q);
-    close_backend(&st);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -472,7 +373,7 @@ static void refuse(const char *kind, const char *on, const char *when)
     snprintf(text, sizeof text,
              "CREATE TRIGGER refuse BEFORE INSERT ON %s %s BEGIN SELECT RAISE(%s, 'refused'); END;",
              on, when, kind);
-    sql(text);
+    fx_sql(text);
 }
 
 /* The message's INSERT is the last statement of the transaction: when it
@@ -498,13 +399,13 @@ START_TEST(test_insert_failure_rolls_back)
     ck_assert(s != OD_ERR_EXISTS && s != OD_ERR_CONFLICT && s != OD_ERR_NOT_FOUND);
     ck_assert_uint_eq(failed, OD_BATCH_NONE);
     assert_no_order(&st, "o-1");
-    ck_assert_int_eq(messages_in(db_path), 0);
+    ck_assert_int_eq(messages_in(fx_db_path), 0);
     ck_assert_int_eq(notified(&cq, OD_LANE_NORMAL), 1);
     /* Without a message the same documents go in: it was the INSERT. */
     ck_assert_int_eq(put_order(&st, "o-2", NULL, NULL), OD_OK);
     ck_assert(doc_exists(&st, "orders", "o-2"));
 
-    sql("DROP TRIGGER refuse");
+    fx_sql("DROP TRIGGER refuse");
     ck_assert_int_eq(put_order(&st, "o-1", &m, &failed), OD_OK);
     ck_assert_uint_eq(failed, OD_BATCH_NONE);
     ck_assert(doc_exists(&st, "orders", "o-1"));
@@ -521,13 +422,13 @@ START_TEST(test_insert_failure_rolls_back)
     ck_assert(s != OD_ERR_EXISTS && s != OD_ERR_CONFLICT && s != OD_ERR_NOT_FOUND);
     ck_assert_uint_eq(failed, OD_BATCH_NONE);
     assert_no_order(&st, "o-3");
-    ck_assert_int_eq(messages_in(db_path), 0);
+    ck_assert_int_eq(messages_in(fx_db_path), 0);
     ck_assert_int_eq(notified(&cq, OD_LANE_NORMAL), 2);
-    sql("DROP TRIGGER refuse");
+    fx_sql("DROP TRIGGER refuse");
     ck_assert_int_eq(put_order(&st, "o-3", &m, NULL), OD_OK);
-    ck_assert_int_eq(messages_in(db_path), 1);
-    close_backend(&q);
-    close_backend(&st);
+    ck_assert_int_eq(messages_in(fx_db_path), 1);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -564,9 +465,8 @@ START_TEST(test_group_commit_keeps_batches_apart)
     open_pair(&st, &q);
     od_queue qq = queue_of(&q);
     ck_assert_int_eq(put_order(&st, "taken", NULL, NULL), OD_OK);
-    sqlite3 *other = NULL;
-    ck_assert_int_eq(sqlite3_open(db_path, &other), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3 *other = fx_other();
+    fx_exec(other, "BEGIN IMMEDIATE");
     atomic_int entered = 0;
     grouped g[N];
     pthread_t t[N];
@@ -574,11 +474,11 @@ START_TEST(test_group_commit_keeps_batches_apart)
         g[i] = (grouped){&st, &qq, &entered, i, -99, 7};
         ck_assert_int_eq(pthread_create(&t[i], NULL, grouped_thread, &g[i]), 0);
     }
-    int64_t deadline = mono_ms() + 10000;
-    while (atomic_load(&entered) < N && mono_ms() < deadline)
+    int64_t deadline = H->monotonic_ms() + 10000;
+    while (atomic_load(&entered) < N && H->monotonic_ms() < deadline)
         sched_yield();
     ck_assert_int_eq(atomic_load(&entered), N);
-    ck_assert_int_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    fx_exec(other, "COMMIT");
     sqlite3_close(other);
     for (int i = 0; i < N; i++)
         pthread_join(t[i], NULL);
@@ -597,7 +497,7 @@ START_TEST(test_group_commit_keeps_batches_apart)
             ck_assert(!doc_exists(&st, "idem", key));
         }
     }
-    ck_assert_int_eq(messages_in(db_path), N / 2);
+    ck_assert_int_eq(messages_in(fx_db_path), N / 2);
     int seen[N] = {0};
     for (int got = 0; got < N / 2;) {
         od_message m[OD_RECEIVE_MAX];
@@ -617,8 +517,8 @@ START_TEST(test_group_commit_keeps_batches_apart)
     for (int i = 1; i < N; i += 2)
         ck_assert_int_eq(seen[i], 1);
     assert_lane_empty(&q, OD_LANE_NORMAL);
-    close_backend(&q);
-    close_backend(&st);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -637,7 +537,7 @@ START_TEST(test_other_store_unsupported)
 {
     backend st, q, q_other;
     open_pair(&st, &q);
-    open_at(&q_other, "queue_sqlite", other_path);
+    fx_open_at(&q_other, "queue_sqlite", other_path);
     od_queue other = queue_of(&q_other);
     /* An ABI 1.0 queue: its ops end before store(), whatever lies beyond. */
     od_queue_ops old_ops = *Q(&q);
@@ -651,16 +551,16 @@ START_TEST(test_other_store_unsupported)
         ck_assert_int_eq(put_order(&st, "o-1", &m, &failed), OD_ERR_UNSUPPORTED);
         ck_assert_uint_eq(failed, OD_BATCH_NONE);
         assert_no_order(&st, "o-1");
-        ck_assert_int_eq(messages_in(db_path), 0);
+        ck_assert_int_eq(messages_in(fx_db_path), 0);
         ck_assert_int_eq(messages_in(other_path), 0);
         assert_lane_empty(&q_other, OD_LANE_NORMAL);
     }
     /* Without msg the storage still writes: put, then send() yourself. */
     ck_assert_int_eq(put_order(&st, "o-1", NULL, NULL), OD_OK);
     ck_assert(doc_exists(&st, "orders", "o-1"));
-    close_backend(&q_other);
-    close_backend(&q);
-    close_backend(&st);
+    fx_close(&q_other);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -698,7 +598,7 @@ START_TEST(test_message_validated)
         ck_assert_msg(put_order(&st, "o-1", &m, &failed) == bad[i].want, "case %zu", i);
         ck_assert_uint_eq(failed, OD_BATCH_NONE);
         assert_no_order(&st, "o-1");
-        ck_assert_int_eq(messages_in(db_path), 0);
+        ck_assert_int_eq(messages_in(fx_db_path), 0);
     }
     /* The same (table, key) twice: refused before a message is made. */
     od_put dup = {sizeof dup, OD_PUT_UPSERT, "idem", "o-1", "{}", 2, NULL, 0, 0};
@@ -706,7 +606,7 @@ START_TEST(test_message_validated)
     od_outbox ok = outbox(&cq.q, OD_LANE_NORMAL, "x");
     ck_assert_int_eq(S(&st)->put_batch(st.self, twice, 2, &ok, NULL, NULL), OD_ERR_INVALID);
     assert_no_order(&st, "o-1");
-    ck_assert_int_eq(messages_in(db_path), 0);
+    ck_assert_int_eq(messages_in(fx_db_path), 0);
     od_outbox small = outbox(&cq.q, OD_LANE_NORMAL, "x");
     small.size = sizeof small - 1;
     ck_assert_int_eq(put_order(&st, "o-1", &small, NULL), OD_ERR_INVALID);
@@ -723,8 +623,8 @@ START_TEST(test_message_validated)
     receive_one(&q, OD_LANE_DEAD, big, OD_MESSAGE_MAX);
     mock_set_now_ms(0);
     free(big);
-    close_backend(&q);
-    close_backend(&st);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -744,9 +644,9 @@ static void *poll_thread(void *p)
 {
     poller *a = p;
     atomic_fetch_add(a->started, 1);
-    int64_t start = mono_ms();
+    int64_t start = H->monotonic_ms();
     a->s = Q(a->q)->receive(a->q->self, a->lane, 1, a->wait_ms, 60000, &a->m, &a->n);
-    a->took_ms = mono_ms() - start;
+    a->took_ms = H->monotonic_ms() - start;
     return NULL;
 }
 
@@ -765,8 +665,8 @@ START_TEST(test_notify_wakes_long_poll)
     pthread_t t[2];
     ck_assert_int_eq(pthread_create(&t[0], NULL, poll_thread, &waiting), 0);
     ck_assert_int_eq(pthread_create(&t[1], NULL, poll_thread, &idle), 0);
-    int64_t deadline = mono_ms() + 10000;
-    while (atomic_load(&started) < 2 && mono_ms() < deadline)
+    int64_t deadline = H->monotonic_ms() + 10000;
+    while (atomic_load(&started) < 2 && H->monotonic_ms() < deadline)
         sched_yield();
     ck_assert_int_eq(atomic_load(&started), 2);
     od_outbox m = outbox(&cq.q, OD_LANE_NORMAL, "wake");
@@ -783,8 +683,8 @@ START_TEST(test_notify_wakes_long_poll)
     ck_assert_uint_eq(idle.n, 0);
     ck_assert_int_ge(idle.took_ms, 1500);
     od_message_clear(H, &waiting.m);
-    close_backend(&q);
-    close_backend(&st);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -827,7 +727,7 @@ static void *reader_thread(void *p)
     traffic_arg *a = p;
     traffic *t = a->t;
     const uint32_t lane = (uint32_t)a->me;
-    while (atomic_load(&t->received) < N_WRITERS * N_BATCHES && mono_ms() < t->deadline) {
+    while (atomic_load(&t->received) < N_WRITERS * N_BATCHES && H->monotonic_ms() < t->deadline) {
         od_message m[OD_RECEIVE_MAX];
         size_t n = 0;
         if (Q(t->q)->receive(t->q->self, lane, OD_RECEIVE_MAX, 500, 60000, m, &n) != OD_OK) {
@@ -859,7 +759,7 @@ START_TEST(test_concurrent_batches_and_consumers)
     t.st = &st;
     t.q = &q;
     t.qq = &qq;
-    t.deadline = mono_ms() + 45000;
+    t.deadline = H->monotonic_ms() + 45000;
     pthread_t w[N_WRITERS], r[N_READERS];
     traffic_arg wa[N_WRITERS], ra[N_READERS];
     for (int i = 0; i < N_READERS; i++) {
@@ -889,9 +789,9 @@ START_TEST(test_concurrent_batches_and_consumers)
     od_page_clear(H, &p);
     assert_lane_empty(&q, OD_LANE_NORMAL);
     assert_lane_empty(&q, OD_LANE_PRIORITY);
-    ck_assert_int_eq(messages_in(db_path), 0);
-    close_backend(&q);
-    close_backend(&st);
+    ck_assert_int_eq(messages_in(fx_db_path), 0);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
 
@@ -899,13 +799,13 @@ static Suite *shared_suite(void)
 {
     Suite *s = suite_create("sqlite_shared_store");
     TCase *store = tcase_create("store");
-    tcase_add_checked_fixture(store, setup, teardown);
+    tcase_add_checked_fixture(store, setup, fx_teardown);
     tcase_add_test(store, test_store_names_the_file);
     tcase_add_test(store, test_other_store_unsupported);
     suite_add_tcase(s, store);
 
     TCase *batch = tcase_create("batch");
-    tcase_add_checked_fixture(batch, setup, teardown);
+    tcase_add_checked_fixture(batch, setup, fx_teardown);
     tcase_add_test(batch, test_batch_carries_message);
     tcase_add_test(batch, test_batch_message_delay);
     tcase_add_test(batch, test_failed_put_sends_nothing);
@@ -914,7 +814,7 @@ static Suite *shared_suite(void)
     suite_add_tcase(s, batch);
 
     TCase *conc = tcase_create("concurrency");
-    tcase_add_checked_fixture(conc, setup, teardown);
+    tcase_add_checked_fixture(conc, setup, fx_teardown);
     tcase_add_test(conc, test_group_commit_keeps_batches_apart);
     tcase_add_test(conc, test_notify_wakes_long_poll);
     tcase_add_test(conc, test_concurrent_batches_and_consumers);

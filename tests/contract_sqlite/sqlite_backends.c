@@ -18,109 +18,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
-#include "mock_host.h"
+#include "sqlite_fixture.h"
 
 #define N_THREADS 8
 #define N_OPS 40
-
-static char dir[256];
-static char db_path[300];
-static const od_host_api *H;
-
-typedef struct backend {
-    const od_module_desc *desc;
-    od_module *mod;
-    void *self;
-} backend;
-
-/* ---- fixture ---- */
-
-static void setup(void)
-{
-    const char *base = getenv("ORDERD_BUILD_DIR");
-    snprintf(dir, sizeof dir, "%s/sqlite-test-XXXXXX", base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(db_path, sizeof db_path, "%s/orderd.db", dir);
-    H = mock_host_api();
-    mock_log_reset();
-}
-
-static void teardown(void)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[320];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", db_path, suffix[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
-static const od_module_desc *load(const char *name)
-{
-    char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/modules/%s.so", getenv("ORDERD_BUILD_DIR"), name);
-    const od_module_desc *d = mock_load_module(path, err, sizeof err);
-    ck_assert_msg(d != NULL, "%s", err);
-    return d;
-}
-
-/* init a backend on `path` with optional durability and busy timeout (< 0:
- * default); returns init's status. */
-static od_status open_cfg(backend *b, const char *name, const char *path, const char *durability,
-                          int64_t busy_ms)
-{
-    memset(b, 0, sizeof *b);
-    b->desc = load(name);
-    b->mod = mock_module_new(strncmp(name, "storage", 7) == 0 ? "storage" : "queue");
-    mock_config_set_string(b->mod, "path", path);
-    if (durability)
-        mock_config_set_string(b->mod, "durability", durability);
-    if (busy_ms >= 0)
-        mock_config_set_int(b->mod, "busy_timeout_ms", busy_ms);
-    od_status s = b->desc->init(H, b->mod, &b->self);
-    if (s != OD_OK) {
-        mock_module_free(b->mod);
-        b->mod = NULL;
-    }
-    return s;
-}
-
-static od_status open_with(backend *b, const char *name, const char *path, const char *durability)
-{
-    return open_cfg(b, name, path, durability, -1);
-}
-
-static void open_ok(backend *b, const char *name)
-{
-    ck_assert_int_eq(open_with(b, name, db_path, NULL), OD_OK);
-    if (b->desc->start)
-        ck_assert_int_eq(b->desc->start(b->self), OD_OK);
-}
-
-static void close_backend(backend *b)
-{
-    if (b->desc->stop)
-        b->desc->stop(b->self);
-    b->desc->destroy(b->self);
-    mock_module_free(b->mod);
-    memset(b, 0, sizeof *b);
-}
-
-static const od_storage_ops *S(const backend *b)
-{
-    return b->desc->ops;
-}
-
-static const od_queue_ops *Q(const backend *b)
-{
-    return b->desc->ops;
-}
 
 static void define_items(const backend *b)
 {
@@ -135,28 +40,12 @@ static od_status put_item(const backend *b, const char *key, const char *email)
     return S(b)->put(b->self, "items", key, "{\"x\":1}", 7, iv, 2, OD_PUT_UPSERT, 0, NULL);
 }
 
-/* Run SQL straight on the file, as an operator or an older orderd would. */
-static void sql(const char *text)
+/* The schema version the file records for a component. */
+static int64_t schema_version(const char *component)
 {
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    char *err = NULL;
-    int rc = sqlite3_exec(db, text, NULL, NULL, &err);
-    ck_assert_msg(rc == SQLITE_OK, "%s: %s", text, err ? err : "?");
-    sqlite3_close(db);
-}
-
-static int64_t sql_int(const char *query)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, query, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    char q[128];
+    snprintf(q, sizeof q, "SELECT version FROM meta WHERE component = '%s'", component);
+    return fx_sql_int(fx_db_path, q);
 }
 
 static void assert_lookup(const backend *b, const char *email, const char *key)
@@ -174,15 +63,15 @@ START_TEST(test_storage_survives_reopen)
     backend b;
     int64_t v = 0;
     int32_t applied = -1;
-    open_ok(&b, "storage_sqlite");
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     ck_assert_int_eq(put_item(&b, "k1", "a@x"), OD_OK);
     ck_assert_int_eq(put_item(&b, "k1", "a@x"), OD_OK); /* version 2 */
     ck_assert_int_eq(S(&b)->counter_set(b.self, "stock", "p", 10), OD_OK);
     ck_assert_int_eq(S(&b)->counter_add(b.self, "stock", "p", -3, 0, "op-1", &v, &applied), OD_OK);
-    close_backend(&b);
+    fx_close(&b);
 
-    open_ok(&b, "storage_sqlite");
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     od_doc d = {0};
     ck_assert_int_eq(S(&b)->get(b.self, "items", "k1", &d), OD_OK);
@@ -195,7 +84,7 @@ START_TEST(test_storage_survives_reopen)
     ck_assert_int_eq(S(&b)->counter_add(b.self, "stock", "p", -3, 0, "op-1", &v, &applied), OD_OK);
     ck_assert_int_eq(applied, 0);
     ck_assert_int_eq(v, 7);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -205,14 +94,14 @@ START_TEST(test_queue_survives_reopen)
     od_message m = {0};
     size_t n = 0;
     int64_t visible = -1, in_flight = -1;
-    open_ok(&b, "queue_sqlite");
+    fx_open(&b, "queue_sqlite");
     ck_assert_int_eq(Q(&b)->send(b.self, OD_LANE_NORMAL, "one", 3, 0, NULL), OD_OK);
     ck_assert_int_eq(Q(&b)->send(b.self, OD_LANE_NORMAL, "two", 3, 0, NULL), OD_OK);
     ck_assert_int_eq(Q(&b)->receive(b.self, OD_LANE_NORMAL, 1, 0, 60000, &m, &n), OD_OK);
     ck_assert_uint_eq(n, 1);
-    close_backend(&b);
+    fx_close(&b);
 
-    open_ok(&b, "queue_sqlite");
+    fx_open(&b, "queue_sqlite");
     ck_assert_int_eq(Q(&b)->depth(b.self, OD_LANE_NORMAL, &visible, &in_flight), OD_OK);
     ck_assert_int_eq(visible, 1);
     ck_assert_int_eq(in_flight, 1);
@@ -223,7 +112,7 @@ START_TEST(test_queue_survives_reopen)
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(m.body, "two");
     od_message_clear(H, &m);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -236,7 +125,7 @@ static void crash_after_writes(const char *durability)
     if (pid == 0) {
         backend b;
         uint64_t v = 0;
-        if (open_with(&b, "storage_sqlite", db_path, durability) != OD_OK)
+        if (fx_open_cfg(&b, "storage_sqlite", fx_db_path, durability, -1) != OD_OK)
             _exit(2);
         od_table_def plain = {sizeof plain, "plain", NULL, 0};
         if (S(&b)->define_table(b.self, &plain) != OD_OK ||
@@ -248,14 +137,14 @@ static void crash_after_writes(const char *durability)
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
     backend b;
-    ck_assert_int_eq(open_with(&b, "storage_sqlite", db_path, durability), OD_OK);
+    ck_assert_int_eq(fx_open_cfg(&b, "storage_sqlite", fx_db_path, durability, -1), OD_OK);
     od_table_def plain = {sizeof plain, "plain", NULL, 0};
     ck_assert_int_eq(S(&b)->define_table(b.self, &plain), OD_OK);
     od_doc d = {0};
     ck_assert_int_eq(S(&b)->get(b.self, "plain", "acked", &d), OD_OK);
     ck_assert_uint_eq(d.version, 1);
     od_doc_clear(H, &d);
-    close_backend(&b);
+    fx_close(&b);
 }
 
 START_TEST(test_survives_crash_full)
@@ -275,10 +164,10 @@ END_TEST
 START_TEST(test_versions_recorded_per_component)
 {
     backend st, q;
-    open_ok(&st, "storage_sqlite");
-    open_ok(&q, "queue_sqlite"); /* the same file, the default layout */
-    ck_assert_int_eq(sql_int("SELECT version FROM meta WHERE component = 'storage'"), 2);
-    ck_assert_int_eq(sql_int("SELECT version FROM meta WHERE component = 'queue'"), 1);
+    fx_open(&st, "storage_sqlite");
+    fx_open(&q, "queue_sqlite"); /* the same file, the default layout */
+    ck_assert_int_eq(schema_version("storage"), 2);
+    ck_assert_int_eq(schema_version("queue"), 1);
     /* Both work on the shared file at once. */
     define_items(&st);
     ck_assert_int_eq(put_item(&st, "k", "e@x"), OD_OK);
@@ -286,49 +175,52 @@ START_TEST(test_versions_recorded_per_component)
     int64_t visible = 0;
     ck_assert_int_eq(Q(&q)->depth(q.self, OD_LANE_PRIORITY, &visible, NULL), OD_OK);
     ck_assert_int_eq(visible, 1);
-    ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
+    ck_assert_int_eq(fx_sql_int(fx_db_path, "SELECT count(*) FROM pragma_journal_mode"
+                                            " WHERE journal_mode = 'wal'"),
                      1);
     struct stat sb; /* password hashes inside: not world-readable */
-    ck_assert_int_eq(stat(db_path, &sb), 0);
+    ck_assert_int_eq(stat(fx_db_path, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 0777, 0600);
-    close_backend(&q);
-    close_backend(&st);
+    fx_close(&q);
+    fx_close(&st);
 }
 END_TEST
+
+/* A file on which component (the module's config group) records schema
+ * version `newer`, above the `supported` one: init refuses it and says what
+ * to do. */
+static void newer_refused(const char *component, int newer, int supported)
+{
+    backend b;
+    char module[32], text[128], msg[512];
+    snprintf(module, sizeof module, "%s_sqlite", component);
+    fx_open(&b, module);
+    fx_close(&b);
+    snprintf(text, sizeof text, "UPDATE meta SET version = %d WHERE component = '%s'", newer,
+             component);
+    fx_sql(text);
+    ck_assert_int_eq(fx_open_cfg(&b, module, fx_db_path, NULL, -1), OD_ERR_CONFIG);
+    snprintf(msg, sizeof msg,
+             "%s \"sqlite\": %s has schema version %d, this orderd supports up to %d; "
+             "upgrade orderd or restore a backup",
+             component, fx_db_path, newer, supported);
+    ck_assert_msg(mock_log_contains(msg), "missing log line: %s", msg);
+}
 
 START_TEST(test_newer_storage_refused)
 {
     backend b;
-    open_ok(&b, "storage_sqlite");
-    close_backend(&b);
-    sql("UPDATE meta SET version = 3 WHERE component = 'storage'");
-    ck_assert_int_eq(open_with(&b, "storage_sqlite", db_path, NULL), OD_ERR_CONFIG);
-    char msg[512];
-    snprintf(msg, sizeof msg,
-             "storage \"sqlite\": %s has schema version 3, this orderd supports up to 2; "
-             "upgrade orderd or restore a backup",
-             db_path);
-    ck_assert_msg(mock_log_contains(msg), "missing log line: %s", msg);
+    newer_refused("storage", 3, 2);
     /* The file is untouched and the queue, a separate component, still opens. */
-    ck_assert_int_eq(sql_int("SELECT version FROM meta WHERE component = 'storage'"), 3);
-    open_ok(&b, "queue_sqlite");
-    close_backend(&b);
+    ck_assert_int_eq(schema_version("storage"), 3);
+    fx_open(&b, "queue_sqlite");
+    fx_close(&b);
 }
 END_TEST
 
 START_TEST(test_newer_queue_refused)
 {
-    backend b;
-    open_ok(&b, "queue_sqlite");
-    close_backend(&b);
-    sql("UPDATE meta SET version = 7 WHERE component = 'queue'");
-    ck_assert_int_eq(open_with(&b, "queue_sqlite", db_path, NULL), OD_ERR_CONFIG);
-    char msg[512];
-    snprintf(msg, sizeof msg,
-             "queue \"sqlite\": %s has schema version 7, this orderd supports up to 1; "
-             "upgrade orderd or restore a backup",
-             db_path);
-    ck_assert_msg(mock_log_contains(msg), "missing log line: %s", msg);
+    newer_refused("queue", 7, 1);
 }
 END_TEST
 
@@ -358,13 +250,13 @@ static const char STORAGE_V1[] =
 
 START_TEST(test_migrates_v1)
 {
-    sql(STORAGE_V1);
+    fx_sql(STORAGE_V1);
     backend b;
-    open_ok(&b, "storage_sqlite");
+    fx_open(&b, "storage_sqlite");
     ck_assert(mock_log_contains("schema version 1 -> 2"));
-    ck_assert_int_eq(sql_int("SELECT version FROM meta WHERE component = 'storage'"), 2);
+    ck_assert_int_eq(schema_version("storage"), 2);
     /* Migrated tokens are dated to the migration: kept 7 more days. */
-    ck_assert_int_gt(sql_int("SELECT min(created_ms) FROM counter_tokens"),
+    ck_assert_int_gt(fx_sql_int(fx_db_path, "SELECT min(created_ms) FROM counter_tokens"),
                      H->now_ms() - 60000);
     define_items(&b);
     od_doc d = {0};
@@ -386,12 +278,12 @@ START_TEST(test_migrates_v1)
                      OD_OK);
     ck_assert_int_eq(applied, 1);
     ck_assert_int_eq(v, 4);
-    close_backend(&b);
+    fx_close(&b);
     /* Opening again migrates nothing. */
     mock_log_reset();
-    open_ok(&b, "storage_sqlite");
+    fx_open(&b, "storage_sqlite");
     ck_assert(!mock_log_contains("schema version"));
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -400,7 +292,7 @@ END_TEST
 START_TEST(test_cursor_bound_to_request)
 {
     backend b;
-    open_ok(&b, "storage_sqlite");
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     od_table_def plain = {sizeof plain, "plain", NULL, 0};
     ck_assert_int_eq(S(&b)->define_table(b.self, &plain), OD_OK);
@@ -435,15 +327,15 @@ START_TEST(test_cursor_bound_to_request)
     ck_assert_int_eq(S(&b)->query(b.self, "items", "status", "done", cursor, 1, 0, &p),
                      OD_ERR_INVALID);
     /* The genuine cursor still works after a restart. */
-    close_backend(&b);
-    open_ok(&b, "storage_sqlite");
+    fx_close(&b);
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     ck_assert_int_eq(S(&b)->query(b.self, "items", "status", "open", cursor, 5, 0, &p), OD_OK);
     ck_assert_uint_eq(p.count, 1);
     ck_assert_str_eq(p.items[0].key, "k1");
     ck_assert_ptr_null(p.next);
     od_page_clear(H, &p);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -452,7 +344,7 @@ START_TEST(test_tokens_expire_after_seven_days)
     const int64_t day = 24LL * 3600 * 1000, t0 = 1800000000000LL;
     backend b;
     int32_t applied = -1;
-    open_ok(&b, "storage_sqlite");
+    fx_open(&b, "storage_sqlite");
     mock_set_now_ms(t0);
     ck_assert_int_eq(S(&b)->counter_set(b.self, "stock", "p", 0), OD_OK);
     ck_assert_int_eq(S(&b)->counter_add(b.self, "stock", "p", 1, 0, "a", NULL, &applied), OD_OK);
@@ -462,13 +354,14 @@ START_TEST(test_tokens_expire_after_seven_days)
     ck_assert_int_eq(applied, 0); /* 6 days: remembered */
     mock_set_now_ms(t0 + 8 * day);
     ck_assert_int_eq(S(&b)->counter_add(b.self, "stock", "p", 1, 0, "c", NULL, &applied), OD_OK);
-    ck_assert_int_eq(sql_int("SELECT count(*) FROM counter_tokens"), 2); /* "a" swept */
+    /* "a" swept */
+    ck_assert_int_eq(fx_sql_int(fx_db_path, "SELECT count(*) FROM counter_tokens"), 2);
     ck_assert_int_eq(S(&b)->counter_add(b.self, "stock", "p", 1, 0, "a", NULL, &applied), OD_OK);
     ck_assert_int_eq(applied, 1);
     ck_assert_int_eq(S(&b)->counter_add(b.self, "stock", "p", 1, 0, "b", NULL, &applied), OD_OK);
     ck_assert_int_eq(applied, 0); /* 2 days: remembered */
     mock_set_now_ms(0);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -477,26 +370,26 @@ END_TEST
 START_TEST(test_bad_config)
 {
     backend b;
-    ck_assert_int_eq(open_with(&b, "storage_sqlite", db_path, "fast"), OD_ERR_CONFIG);
+    ck_assert_int_eq(fx_open_cfg(&b, "storage_sqlite", fx_db_path, "fast", -1), OD_ERR_CONFIG);
     ck_assert(mock_log_contains("durability = \"fast\" is not valid (valid: full, normal)"));
     char missing[400];
-    snprintf(missing, sizeof missing, "%s/no/such/dir/orderd.db", dir);
-    ck_assert_int_ne(open_with(&b, "queue_sqlite", missing, NULL), OD_OK);
+    snprintf(missing, sizeof missing, "%s/no/such/dir/orderd.db", fx_dir);
+    ck_assert_int_ne(fx_open_cfg(&b, "queue_sqlite", missing, NULL, -1), OD_OK);
     ck_assert(mock_log_contains("cannot open"));
-    b.desc = load("storage_sqlite");
+    b.desc = fx_load("storage_sqlite");
     b.mod = mock_module_new("storage");
-    mock_config_set_string(b.mod, "path", db_path);
+    mock_config_set_string(b.mod, "path", fx_db_path);
     mock_config_set_int(b.mod, "busy_timeout_ms", -1);
     ck_assert_int_eq(b.desc->init(H, b.mod, &b.self), OD_ERR_CONFIG);
     mock_module_free(b.mod);
-    ck_assert_int_eq(open_with(&b, "storage_sqlite", ":memory:", NULL), OD_ERR_CONFIG);
+    ck_assert_int_eq(fx_open_cfg(&b, "storage_sqlite", ":memory:", NULL, -1), OD_ERR_CONFIG);
     ck_assert(mock_log_contains("path = \":memory:\" is not valid"));
     /* A file that is not a database. */
-    FILE *f = fopen(db_path, "w");
+    FILE *f = fopen(fx_db_path, "w");
     ck_assert_ptr_nonnull(f);
     fputs("this is not an SQLite database, just some text that is long enough to matter\n", f);
     fclose(f);
-    ck_assert_int_ne(open_with(&b, "storage_sqlite", db_path, NULL), OD_OK);
+    ck_assert_int_ne(fx_open_cfg(&b, "storage_sqlite", fx_db_path, NULL, -1), OD_OK);
 }
 END_TEST
 
@@ -565,11 +458,11 @@ static void run_writers(backend *instances, size_t n_instances)
 START_TEST(test_concurrent_writers_one_instance)
 {
     backend b;
-    open_ok(&b, "storage_sqlite");
+    fx_open(&b, "storage_sqlite");
     define_items(&b);
     ck_assert_int_eq(S(&b)->counter_set(b.self, "stock", "hot", 100000), OD_OK);
     run_writers(&b, 1);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -579,47 +472,39 @@ START_TEST(test_concurrent_writers_two_instances)
 {
     backend b[2];
     for (size_t i = 0; i < 2; i++) {
-        open_ok(&b[i], "storage_sqlite");
+        fx_open(&b[i], "storage_sqlite");
         define_items(&b[i]);
     }
     ck_assert_int_eq(S(&b[0])->counter_set(b[0].self, "stock", "hot", 100000), OD_OK);
     run_writers(b, 2);
-    close_backend(&b[1]);
-    close_backend(&b[0]);
+    fx_close(&b[1]);
+    fx_close(&b[0]);
 }
 END_TEST
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Another process holds the write lock longer than busy_timeout_ms: writes
  * give up with UNAVAILABLE (HTTP 503) after about that long, reads go on. */
 START_TEST(test_busy_timeout_unavailable)
 {
     backend b;
-    ck_assert_int_eq(open_cfg(&b, "storage_sqlite", db_path, NULL, 200), OD_OK);
+    ck_assert_int_eq(fx_open_cfg(&b, "storage_sqlite", fx_db_path, NULL, 200), OD_OK);
     define_items(&b);
     ck_assert_int_eq(put_item(&b, "k", "k@x"), OD_OK);
-    sqlite3 *other = NULL;
-    ck_assert_int_eq(sqlite3_open(db_path, &other), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    int64_t start = mono_ms();
+    sqlite3 *other = fx_other();
+    fx_exec(other, "BEGIN IMMEDIATE");
+    int64_t start = H->monotonic_ms();
     ck_assert_int_eq(put_item(&b, "k2", "k2@x"), OD_ERR_UNAVAILABLE);
-    int64_t took = mono_ms() - start;
+    int64_t took = H->monotonic_ms() - start;
     ck_assert_int_ge(took, 190);
     ck_assert_int_lt(took, 3000);
     ck_assert(mock_log_contains("database still locked after busy_timeout_ms = 200"));
     od_doc d = {0};
     ck_assert_int_eq(S(&b)->get(b.self, "items", "k", &d), OD_OK); /* WAL: readers go on */
     od_doc_clear(H, &d);
-    ck_assert_int_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    fx_exec(other, "COMMIT");
     sqlite3_close(other);
     ck_assert_int_eq(put_item(&b, "k2", "k2@x"), OD_OK);
-    close_backend(&b);
+    fx_close(&b);
 }
 END_TEST
 
@@ -642,21 +527,21 @@ static void *poll_thread(void *p)
 START_TEST(test_long_poll_sees_other_instance)
 {
     backend consumer, producer;
-    open_ok(&consumer, "queue_sqlite");
-    open_ok(&producer, "queue_sqlite");
+    fx_open(&consumer, "queue_sqlite");
+    fx_open(&producer, "queue_sqlite");
     poll_arg a = {&consumer, {0}, 0, -99};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, poll_thread, &a), 0);
-    int64_t start = mono_ms();
+    int64_t start = H->monotonic_ms();
     ck_assert_int_eq(Q(&producer)->send(producer.self, OD_LANE_NORMAL, "hi", 2, 0, NULL), OD_OK);
     pthread_join(t, NULL);
     ck_assert_int_eq(a.s, OD_OK);
     ck_assert_uint_eq(a.n, 1);
     ck_assert_str_eq(a.m.body, "hi");
-    ck_assert_int_lt(mono_ms() - start, 2000); /* a re-check, not the 10 s wait */
+    ck_assert_int_lt(H->monotonic_ms() - start, 2000); /* a re-check, not the 10 s wait */
     od_message_clear(H, &a.m);
-    close_backend(&producer);
-    close_backend(&consumer);
+    fx_close(&producer);
+    fx_close(&consumer);
 }
 END_TEST
 
@@ -664,7 +549,7 @@ static Suite *sqlite_suite(void)
 {
     Suite *s = suite_create("sqlite_backends");
     TCase *dur = tcase_create("durability");
-    tcase_add_checked_fixture(dur, setup, teardown);
+    tcase_add_checked_fixture(dur, fx_setup, fx_teardown);
     tcase_add_test(dur, test_storage_survives_reopen);
     tcase_add_test(dur, test_queue_survives_reopen);
     tcase_add_test(dur, test_survives_crash_full);
@@ -672,7 +557,7 @@ static Suite *sqlite_suite(void)
     suite_add_tcase(s, dur);
 
     TCase *schema = tcase_create("schema");
-    tcase_add_checked_fixture(schema, setup, teardown);
+    tcase_add_checked_fixture(schema, fx_setup, fx_teardown);
     tcase_add_test(schema, test_versions_recorded_per_component);
     tcase_add_test(schema, test_newer_storage_refused);
     tcase_add_test(schema, test_newer_queue_refused);
@@ -681,13 +566,13 @@ static Suite *sqlite_suite(void)
     suite_add_tcase(s, schema);
 
     TCase *cur = tcase_create("cursors_and_tokens");
-    tcase_add_checked_fixture(cur, setup, teardown);
+    tcase_add_checked_fixture(cur, fx_setup, fx_teardown);
     tcase_add_test(cur, test_cursor_bound_to_request);
     tcase_add_test(cur, test_tokens_expire_after_seven_days);
     suite_add_tcase(s, cur);
 
     TCase *conc = tcase_create("concurrency");
-    tcase_add_checked_fixture(conc, setup, teardown);
+    tcase_add_checked_fixture(conc, fx_setup, fx_teardown);
     tcase_add_test(conc, test_concurrent_writers_one_instance);
     tcase_add_test(conc, test_concurrent_writers_two_instances);
     tcase_add_test(conc, test_long_poll_sees_other_instance);

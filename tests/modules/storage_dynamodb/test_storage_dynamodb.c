@@ -11,20 +11,16 @@
  * LastEvaluatedKey, 5xx, garbage answers), plus config and unreachable
  * endpoints. CK_RUN_CASE picks one (two CTest entries).
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
+#include "loopback_stub.h"
 #include "mock_host.h"
 #include "odaws.h"
 
@@ -370,10 +366,24 @@ static od_put mkput(const char *table, const char *key, uint32_t cond, uint64_t 
     return p;
 }
 
-static od_status batch2(const inst *i, od_put a, od_put b, uint64_t *versions, size_t *failed)
+/* put_batch without a message must return want and blame put `failed`
+ * (OD_BATCH_NONE: none); `what` names the call in a failure. */
+static void batch_expect(const inst *i, const char *what, const od_put *const *puts, size_t n,
+                         uint64_t *versions, od_status want, size_t failed)
 {
+    size_t got = failed + 1; /* put_batch must set it */
+    od_status s = S->put_batch(i->self, puts, n, NULL, versions, &got);
+    ck_assert_msg(s == want, "%s: put_batch returned %d, want %d", what, s, want);
+    ck_assert_msg(got == failed, "%s: failed = %zu, want %zu", what, got, failed);
+}
+
+static void batch2(const inst *i, od_put a, od_put b, uint64_t *versions, od_status want,
+                   size_t failed)
+{
+    char what[160];
     const od_put *puts[] = {&a, &b};
-    return S->put_batch(i->self, puts, 2, NULL, versions, failed);
+    snprintf(what, sizeof what, "%s/%s + %s/%s", a.table, a.key, b.table, b.key);
+    batch_expect(i, what, puts, 2, versions, want, failed);
 }
 
 /* The key owning a unique value, "" when none. */
@@ -409,68 +419,48 @@ START_TEST(test_put_batch_local)
     const od_index_value ea[] = {{"email", "a@x"}}, ea2[] = {{"email", "a2@x"}},
                          ez[] = {{"email", "z@x"}};
     /* An idempotency record and a document with a unique value, together. */
-    ck_assert_int_eq(batch2(&a, mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0),
-                            mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), v, &failed),
-                     OD_OK);
-    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    batch2(&a, mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0),
+           mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), v, OD_OK, OD_BATCH_NONE);
     ck_assert_uint_eq(v[0], 1);
     ck_assert_uint_eq(v[1], 1);
     ck_assert_str_eq(owner_of(&a, "a@x"), "a");
     /* Refused in DynamoDB: the caller's condition, a value held outside. */
-    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
-                            mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0), v, &failed),
-                     OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
-                            mkput("idem", "k1", OD_PUT_IF_VERSION, 5, NULL, 0), NULL, &failed),
-                     OD_ERR_CONFLICT);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
-                            mkput("idem", "nope", OD_PUT_IF_VERSION, 1, NULL, 0), NULL, &failed),
-                     OD_ERR_NOT_FOUND);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
-                            mkput("items", "b", OD_PUT_UPSERT, 0, ea, 1), NULL, &failed),
-                     OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 1);
+    batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+           mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0), v, OD_ERR_EXISTS, 1);
+    batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+           mkput("idem", "k1", OD_PUT_IF_VERSION, 5, NULL, 0), NULL, OD_ERR_CONFLICT, 1);
+    batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+           mkput("idem", "nope", OD_PUT_IF_VERSION, 1, NULL, 0), NULL, OD_ERR_NOT_FOUND, 1);
+    batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+           mkput("items", "b", OD_PUT_UPSERT, 0, ea, 1), NULL, OD_ERR_EXISTS, 1);
     ck_assert(!exists(&a, "idem", "k2"));
     ck_assert(!exists(&a, "items", "b"));
     /* Refused by what was read (a exists): the puts before it still go to
      * DynamoDB, in a transaction that commits nothing, so the first
      * failing put is the one reported. */
-    ck_assert_int_eq(batch2(&a, mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0),
-                            mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), NULL, &failed),
-                     OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 0);
-    ck_assert_int_eq(batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
-                            mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), NULL, &failed),
-                     OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 1);
+    batch2(&a, mkput("idem", "k1", OD_PUT_IF_ABSENT, 0, NULL, 0),
+           mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), NULL, OD_ERR_EXISTS, 0);
+    batch2(&a, mkput("idem", "k2", OD_PUT_IF_ABSENT, 0, NULL, 0),
+           mkput("items", "a", OD_PUT_IF_ABSENT, 0, ea, 1), NULL, OD_ERR_EXISTS, 1);
     ck_assert(!exists(&a, "idem", "k2"));
     /* A value moves from a to b within a batch, in that order... */
-    ck_assert_int_eq(batch2(&a, mkput("items", "a", OD_PUT_IF_VERSION, 1, ea2, 1),
-                            mkput("items", "b", OD_PUT_IF_ABSENT, 0, ea, 1), v, &failed),
-                     OD_OK);
+    batch2(&a, mkput("items", "a", OD_PUT_IF_VERSION, 1, ea2, 1),
+           mkput("items", "b", OD_PUT_IF_ABSENT, 0, ea, 1), v, OD_OK, OD_BATCH_NONE);
     ck_assert_uint_eq(v[0], 2);
     ck_assert_uint_eq(v[1], 1);
     ck_assert_str_eq(owner_of(&a, "a@x"), "b");
     ck_assert_str_eq(owner_of(&a, "a2@x"), "a");
     /* ...but not the other way round: put c runs while a still holds it. */
-    ck_assert_int_eq(batch2(&a, mkput("items", "c", OD_PUT_UPSERT, 0, ea2, 1),
-                            mkput("items", "a", OD_PUT_UPSERT, 0, NULL, 0), NULL, &failed),
-                     OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 0);
+    batch2(&a, mkput("items", "c", OD_PUT_UPSERT, 0, ea2, 1),
+           mkput("items", "a", OD_PUT_UPSERT, 0, NULL, 0), NULL, OD_ERR_EXISTS, 0);
     /* Two puts taking one new value: the second fails. */
-    ck_assert_int_eq(batch2(&a, mkput("items", "d", OD_PUT_UPSERT, 0, ez, 1),
-                            mkput("items", "e", OD_PUT_UPSERT, 0, ez, 1), NULL, &failed),
-                     OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 1);
+    batch2(&a, mkput("items", "d", OD_PUT_UPSERT, 0, ez, 1),
+           mkput("items", "e", OD_PUT_UPSERT, 0, ez, 1), NULL, OD_ERR_EXISTS, 1);
     ck_assert_str_eq(owner_of(&a, "z@x"), "");
     ck_assert_str_eq(owner_of(&a, "a2@x"), "a");
     /* Upserts report the versions they wrote. */
-    ck_assert_int_eq(batch2(&a, mkput("items", "a", OD_PUT_UPSERT, 0, ea2, 1),
-                            mkput("idem", "k1", OD_PUT_UPSERT, 0, NULL, 0), v, &failed),
-                     OD_OK);
+    batch2(&a, mkput("items", "a", OD_PUT_UPSERT, 0, ea2, 1),
+           mkput("idem", "k1", OD_PUT_UPSERT, 0, NULL, 0), v, OD_OK, OD_BATCH_NONE);
     ck_assert_uint_eq(v[0], 3);
     ck_assert_uint_eq(v[1], 2);
     /* A message cannot join: nothing written. */
@@ -492,7 +482,7 @@ START_TEST(test_put_batch_local)
             many[i] = mkput("items", keys[i], OD_PUT_UPSERT, 0, idx[i], 1);
             ptrs[i] = &many[i];
         }
-        ck_assert_int_eq(S->put_batch(a.self, ptrs, OD_BATCH_MAX, NULL, v, &failed), OD_OK);
+        batch_expect(&a, "a full batch", ptrs, OD_BATCH_MAX, v, OD_OK, OD_BATCH_NONE);
         ck_assert_uint_eq(v[15], (uint64_t)round + 1);
     }
     ck_assert_str_eq(owner_of(&a, "m15.1@x"), "m15");
@@ -528,26 +518,15 @@ START_TEST(test_bad_prefix)
 }
 END_TEST
 
-/* ---- a scripted DynamoDB stand-in on loopback ----
- * One thread serves one connection at a time (the module's calls come from
- * the test thread, over one keep-alive handle). answer() picks the reply
- * for the n-th request of an operation. */
+/* ---- a scripted DynamoDB stand-in on loopback (tests/aws/loopback_stub.h)
+ * answer() picks the reply for the n-th request of an operation. */
 
-#define STUB_MAX 64
-
-typedef struct stub stub;
 typedef const char *(*stub_answer)(const char *op, unsigned nth, int *status);
 
-struct stub {
-    int fd;
-    int port;
-    pthread_t thread;
+typedef struct stub {
+    lstub ls;
     stub_answer answer;
-    pthread_mutex_t lock; /* guards the log below */
-    char ops[STUB_MAX][48];
-    char *bodies[STUB_MAX];
-    size_t n;
-};
+} stub;
 
 static const char DESCRIBE_OK[] =
     "{\"Table\":{\"TableStatus\":\"ACTIVE\",\"GlobalSecondaryIndexes\":"
@@ -564,130 +543,83 @@ static const char *stub_schema(const char *op, int *status)
     return NULL;
 }
 
-static unsigned stub_count(stub *st, const char *op)
+/* The operation a request names, "" when it is not a DynamoDB one. */
+static void stub_op(const lstub_req *r, char *op, size_t cap)
 {
+    static const char PFX[] = "DynamoDB_20120810.";
+    char target[128];
+    if (lstub_header(r, "X-Amz-Target", target, sizeof target) == 0 &&
+        strncmp(target, PFX, sizeof PFX - 1) == 0)
+        snprintf(op, cap, "%s", target + sizeof PFX - 1);
+    else
+        op[0] = '\0';
+}
+
+/* How many of the first `end` requests name op. */
+static unsigned stub_count_in(stub *st, const char *op, size_t end)
+{
+    char o[48];
     unsigned n = 0;
-    for (size_t i = 0; i < st->n; i++)
-        n += strcmp(st->ops[i], op) == 0;
+    for (size_t i = 0; i < end; i++) {
+        const lstub_req *r = lstub_request(&st->ls, i);
+        if (r) {
+            stub_op(r, o, sizeof o);
+            n += strcmp(o, op) == 0;
+        }
+    }
     return n;
 }
 
-/* Read one request: the X-Amz-Target operation and the body. 0 at EOF. */
-static int stub_read(int fd, char *op, size_t op_cap, char **body)
+static unsigned stub_count(stub *st, const char *op)
 {
-    static const size_t CAP = 1 << 20;
-    char *buf = malloc(CAP + 1), *end = NULL;
-    size_t n = 0, want = 0;
-    while (buf && (!end || n < want)) {
-        ssize_t r = read(fd, buf + n, CAP - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        buf[n] = '\0';
-        if (!end && (end = strstr(buf, "\r\n\r\n"))) {
-            char *cl = strcasestr(buf, "\r\ncontent-length:");
-            want = (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
-        }
-    }
-    if (!buf || !end || n < want) {
-        free(buf);
-        return 0;
-    }
-    static const char TARGET[] = "\r\nx-amz-target: DynamoDB_20120810.";
-    char *target = strcasestr(buf, TARGET);
-    target = target ? target + strlen(TARGET) : buf + n;
-    snprintf(op, op_cap, "%.*s", (int)strcspn(target, "\r\n"), target);
-    *body = strdup(end + 4);
-    free(buf);
-    return 1;
+    return stub_count_in(st, op, lstub_count(&st->ls));
 }
 
-static void stub_reply(int fd, int status, const char *body)
+/* The body of the nth request of an operation. */
+static const char *stub_body(stub *st, const char *op, unsigned nth)
 {
-    char head[256];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nContent-Type: "
-                     "application/x-amz-json-1.0\r\nContent-Length: %zu\r\n\r\n",
-                     status, strlen(body));
-    ck_assert_int_eq(write(fd, head, (size_t)n), n);
-    ck_assert_int_eq(write(fd, body, strlen(body)), (ssize_t)strlen(body));
-}
-
-static void stub_serve(stub *st, int conn)
-{
-    char op[48];
-    char *body = NULL;
-    while (stub_read(conn, op, sizeof op, &body)) {
-        pthread_mutex_lock(&st->lock);
-        unsigned nth = stub_count(st, op);
-        if (st->n < STUB_MAX) {
-            snprintf(st->ops[st->n], sizeof st->ops[st->n], "%s", op);
-            st->bodies[st->n++] = body;
-            body = NULL;
-        }
-        pthread_mutex_unlock(&st->lock);
-        free(body);
-        int status = 200;
-        const char *reply = stub_schema(op, &status);
-        if (!reply)
-            reply = st->answer(op, nth, &status);
-        stub_reply(conn, status, reply);
+    char o[48];
+    for (size_t i = 0, end = lstub_count(&st->ls); i < end; i++) {
+        const lstub_req *r = lstub_request(&st->ls, i);
+        ck_assert_ptr_nonnull(r);
+        stub_op(r, o, sizeof o);
+        if (strcmp(o, op) == 0 && nth-- == 0)
+            return r->body;
     }
-    close(conn);
-}
-
-static void *stub_main(void *arg)
-{
-    stub *st = arg;
-    int conn;
-    while ((conn = accept(st->fd, NULL, NULL)) >= 0)
-        stub_serve(st, conn);
+    ck_abort_msg("no %s request", op);
     return NULL;
 }
 
-static void stub_start(stub *st, stub_answer answer)
+static const char *stub_dispatch(void *arg, const lstub_req *req, size_t n, int *status)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    memset(st, 0, sizeof *st);
-    st->answer = answer;
-    pthread_mutex_init(&st->lock, NULL);
-    st->fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(st->fd, 0);
-    ck_assert_int_eq(bind(st->fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(st->fd, 4), 0);
-    ck_assert_int_eq(getsockname(st->fd, (struct sockaddr *)&a, &len), 0);
-    st->port = ntohs(a.sin_port);
-    ck_assert_int_eq(pthread_create(&st->thread, NULL, stub_main, st), 0);
+    stub *st = arg;
+    char op[48];
+    stub_op(req, op, sizeof op);
+    const char *reply = stub_schema(op, status);
+    return reply ? reply : st->answer(op, stub_count_in(st, op, n), status);
 }
 
-/* Call after the module's destroy closed its connection; the request log
- * stays readable until stub_free. */
-static void stub_stop(stub *st)
-{
-    shutdown(st->fd, SHUT_RDWR);
-    pthread_join(st->thread, NULL);
-    close(st->fd);
-    pthread_mutex_destroy(&st->lock);
-}
-
-static void stub_free(stub *st)
-{
-    for (size_t i = 0; i < st->n; i++)
-        free(st->bodies[i]);
-    st->n = 0;
-}
-
-/* The module on the stub, with table "t" (no indexes) defined. */
-static void stub_open(stub *st, inst *i)
+/* The module on a fresh stub, with table "t" (no indexes) defined. */
+static void stub_open(stub *st, stub_answer answer, inst *i)
 {
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", st->port);
+    st->answer = answer;
+    lstub_start(&st->ls, stub_dispatch, st);
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u", st->ls.port);
     i->mod = module(PREFIX, 0);
     mock_config_set_string(i->mod, "endpoint", endpoint);
     mock_config_set_int(i->mod, "retry_base_ms", 1);
     ck_assert_int_eq(DESC->init(H, i->mod, &i->self), OD_OK);
     od_table_def t = {sizeof t, "t", NULL, 0};
     ck_assert_int_eq(S->define_table(i->self, &t), OD_OK);
+}
+
+/* Destroy the module, then stop the stub; its record stays readable until
+ * lstub_free. */
+static void stub_close(stub *st, inst *i)
+{
+    inst_close(i);
+    lstub_stop(&st->ls);
 }
 
 static const char CONFLICT[] =
@@ -710,27 +642,21 @@ START_TEST(test_transaction_conflict_retried)
     inst a;
     int64_t v = 0;
     int32_t applied = -1;
-    stub_start(&st, conflict_twice);
-    stub_open(&st, &a);
+    stub_open(&st, conflict_twice, &a);
     ck_assert_int_eq(S->counter_add(a.self, "stock", "p1", -3, 0, "op-1", &v, &applied), OD_OK);
     ck_assert_int_eq(applied, 1);
     ck_assert_int_eq(v, 7);
-    inst_close(&a);
-    stub_stop(&st);
+    stub_close(&st, &a);
     /* Three submissions, each with its own ClientRequestToken. */
     const char *tokens[3];
-    size_t n = 0;
-    for (size_t i = 0; i < st.n; i++)
-        if (strcmp(st.ops[i], "TransactWriteItems") == 0) {
-            ck_assert_uint_lt(n, 3);
-            tokens[n] = strstr(st.bodies[i], "\"ClientRequestToken\":\"");
-            ck_assert_ptr_nonnull(tokens[n]);
-            n++;
-        }
-    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 3);
+    for (unsigned i = 0; i < 3; i++) {
+        tokens[i] = strstr(stub_body(&st, "TransactWriteItems", i), "\"ClientRequestToken\":\"");
+        ck_assert_ptr_nonnull(tokens[i]);
+    }
     ck_assert(strncmp(tokens[0], tokens[1], 60) != 0);
     ck_assert(strncmp(tokens[1], tokens[2], 60) != 0);
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
 
@@ -744,14 +670,12 @@ START_TEST(test_endless_conflict_gives_up)
 {
     stub st;
     inst a;
-    stub_start(&st, always_conflict);
-    stub_open(&st, &a);
+    stub_open(&st, always_conflict, &a);
     ck_assert_int_eq(S->counter_add(a.self, "stock", "p1", -1, 0, "op-1", NULL, NULL),
                      OD_ERR_UNAVAILABLE);
-    inst_close(&a);
-    stub_stop(&st);
+    stub_close(&st, &a);
     ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 12);
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
 
@@ -775,30 +699,24 @@ START_TEST(test_empty_pages_followed)
     stub st;
     inst a;
     od_page p = {0};
-    stub_start(&st, empty_pages);
-    stub_open(&st, &a);
+    stub_open(&st, empty_pages, &a);
     ck_assert_int_eq(S->scan(a.self, "t", NULL, 5, 0, &p), OD_OK);
     ck_assert_uint_eq(p.count, 1);
     ck_assert_str_eq(p.items[0].key, "c");
     ck_assert_uint_eq(p.items[0].version, 3);
     ck_assert_ptr_null(p.next);
     od_page_clear(H, &p);
-    inst_close(&a);
-    stub_stop(&st);
+    stub_close(&st, &a);
     ck_assert_uint_eq(stub_count(&st, "Query"), 3);
     /* Each follow-up starts after the previous LastEvaluatedKey. */
-    size_t q = 0;
-    for (size_t i = 0; i < st.n; i++) {
-        if (strcmp(st.ops[i], "Query") != 0)
-            continue;
-        const char *esk = strstr(st.bodies[i], "\"ExclusiveStartKey\"");
+    for (unsigned q = 0; q < 3; q++) {
+        const char *esk = strstr(stub_body(&st, "Query", q), "\"ExclusiveStartKey\"");
         if (q == 0)
             ck_assert_ptr_null(esk);
         else
             ck_assert(esk && strstr(esk, q == 1 ? "\"a\"" : "\"b\""));
-        q++;
     }
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
 
@@ -817,15 +735,13 @@ START_TEST(test_broken_service_unavailable)
     stub st;
     inst a;
     od_doc d = {0};
-    stub_start(&st, broken);
-    stub_open(&st, &a);
+    stub_open(&st, broken, &a);
     ck_assert_int_eq(S->ping(a.self), OD_ERR_UNAVAILABLE);
     ck_assert_int_eq(S->get(a.self, "t", "k", &d), OD_ERR_UNAVAILABLE);
     ck_assert_int_eq(S->counter_set(a.self, "stock", "p1", 1), OD_ERR_UNAVAILABLE);
-    inst_close(&a);
-    stub_stop(&st);
+    stub_close(&st, &a);
     ck_assert_uint_eq(stub_count(&st, "GetItem"), 4); /* ping and get, each retried once */
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
 
@@ -834,11 +750,7 @@ END_TEST
 /* The nth request body of an operation, parsed (caller puts it). */
 static json_object *stub_request(stub *st, const char *op, unsigned nth)
 {
-    for (size_t i = 0; i < st->n; i++)
-        if (strcmp(st->ops[i], op) == 0 && nth-- == 0)
-            return json_tokener_parse(st->bodies[i]);
-    ck_abort_msg("no %s request", op);
-    return NULL;
+    return json_tokener_parse(stub_body(st, op, nth));
 }
 
 static const char *plain(json_object *o)
@@ -855,6 +767,15 @@ static const char *txn_str(json_object *req, size_t i, const char *kind, const c
     if (!json_object_object_get_ex(item, kind, &v) || !json_object_object_get_ex(v, member, &v))
         return NULL;
     return json_object_get_string(v);
+}
+
+/* TransactItems[i] is a `kind` with condition cond (NULL: none). */
+static void txn_cond(json_object *req, size_t i, const char *kind, const char *cond)
+{
+    const char *got = txn_str(req, i, kind, "ConditionExpression");
+    ck_assert_msg(cond ? got && strcmp(got, cond) == 0 : got == NULL,
+                  "TransactItems[%zu].%s: condition %s, want %s", i, kind, got ? got : "none",
+                  cond ? cond : "none");
 }
 
 static size_t txn_len(json_object *req)
@@ -889,19 +810,15 @@ START_TEST(test_put_batch_request)
 {
     stub st;
     inst a;
-    size_t failed = 0;
-    stub_start(&st, batch_ok);
-    stub_open(&st, &a);
+    stub_open(&st, batch_ok, &a);
     od_put p[] = {
         {sizeof(od_put), OD_PUT_IF_ABSENT, "t", "k1", "{\"a\":1}", 7, NULL, 0, 0},
         {sizeof(od_put), OD_PUT_IF_VERSION, "t", "k2", "{}", 2, NULL, 0, 3},
         {sizeof(od_put), OD_PUT_UPSERT, "t", "k3", "{}", 2, NULL, 0, 0},
     };
     const od_put *puts[] = {&p[0], &p[1], &p[2]};
-    ck_assert_int_eq(S->put_batch(a.self, puts, 3, NULL, NULL, &failed), OD_OK);
-    ck_assert_uint_eq(failed, OD_BATCH_NONE);
-    inst_close(&a);
-    stub_stop(&st);
+    batch_expect(&a, "three puts", puts, 3, NULL, OD_OK, OD_BATCH_NONE);
+    stub_close(&st, &a);
     /* The order and its idempotency record: one call, nothing read. */
     ck_assert_uint_eq(stub_count(&st, "GetItem"), 0);
     ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 1);
@@ -911,17 +828,40 @@ START_TEST(test_put_batch_request)
     char table[96];
     snprintf(table, sizeof table, "%st", PREFIX);
     ck_assert_str_eq(txn_str(req, 0, "Update", "TableName"), table);
-    ck_assert_str_eq(txn_str(req, 0, "Update", "ConditionExpression"),
-                     "attribute_not_exists(#pk)");
-    ck_assert_str_eq(txn_str(req, 1, "Update", "ConditionExpression"), "#ver = :e");
+    txn_cond(req, 0, "Update", "attribute_not_exists(#pk)");
+    txn_cond(req, 1, "Update", "#ver = :e");
     ck_assert_str_eq(txn_str(req, 1, "Update", "ReturnValuesOnConditionCheckFailure"), "ALL_OLD");
     ck_assert_ptr_nonnull(strstr(plain(req), "\":e\":{\"N\":\"3\"}"));
-    ck_assert_ptr_null(txn_str(req, 2, "Update", "ConditionExpression"));
+    txn_cond(req, 2, "Update", NULL);
     ck_assert_ptr_null(txn_str(req, 0, "Update", "ReturnValuesOnConditionCheckFailure"));
     json_object_put(req);
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
+
+/* One put_batch of two puts and what it must return. */
+typedef struct batch_step {
+    const od_put *const *puts;
+    uint64_t *versions;
+    od_status want;
+    size_t failed;
+} batch_step;
+
+/* The steps in order, on a fresh stub with tables t and u; the stub is
+ * closed after them, its record readable until lstub_free. */
+static void stub_batches(stub *st, stub_answer answer, const batch_step *steps, size_t n)
+{
+    inst a;
+    char what[32];
+    stub_open(st, answer, &a);
+    define_u(&a);
+    for (size_t k = 0; k < n; k++) {
+        snprintf(what, sizeof what, "step %zu", k);
+        batch_expect(&a, what, steps[k].puts, 2, steps[k].versions, steps[k].want,
+                     steps[k].failed);
+    }
+    stub_close(st, &a);
+}
 
 /* Answers to the TransactWriteItems of test_put_batch_reasons, in order. */
 static const char *const REASONS[] = {
@@ -947,12 +887,7 @@ static const char *batch_reasons(const char *op, unsigned nth, int *status)
 START_TEST(test_put_batch_reasons)
 {
     stub st;
-    inst a;
-    size_t failed = 0;
     uint64_t v[2] = {0};
-    stub_start(&st, batch_reasons);
-    stub_open(&st, &a);
-    define_u(&a);
     const od_index_value e[] = {{"email", "e@x"}};
     od_put p[] = {
         {sizeof(od_put), OD_PUT_IF_ABSENT, "t", "a", "{}", 2, NULL, 0, 0},
@@ -960,22 +895,17 @@ START_TEST(test_put_batch_reasons)
         {sizeof(od_put), OD_PUT_UPSERT, "u", "x", "{}", 2, e, 1, 0},
     };
     const od_put *versioned[] = {&p[0], &p[1]}, *claimed[] = {&p[0], &p[2]};
-    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_CONFLICT);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_NOT_FOUND);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 0);
-    ck_assert_int_eq(S->put_batch(a.self, claimed, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_int_eq(S->put_batch(a.self, versioned, 2, NULL, NULL, &failed), OD_ERR_INVALID);
-    ck_assert_uint_eq(failed, OD_BATCH_NONE);
-    ck_assert_int_eq(S->put_batch(a.self, claimed, 2, NULL, v, &failed), OD_OK);
-    ck_assert_uint_eq(failed, OD_BATCH_NONE);
+    const batch_step steps[] = {
+        {versioned, NULL, OD_ERR_CONFLICT, 1},
+        {versioned, NULL, OD_ERR_NOT_FOUND, 1},
+        {versioned, NULL, OD_ERR_EXISTS, 0},
+        {claimed, NULL, OD_ERR_EXISTS, 1},
+        {versioned, NULL, OD_ERR_INVALID, OD_BATCH_NONE},
+        {claimed, v, OD_OK, OD_BATCH_NONE},
+    };
+    stub_batches(&st, batch_reasons, steps, sizeof steps / sizeof steps[0]);
     ck_assert_uint_eq(v[0], 1);
     ck_assert_uint_eq(v[1], 1);
-    inst_close(&a);
-    stub_stop(&st);
     ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 7);
     /* u/x is read before each claimed batch, twice for the retried one. */
     ck_assert_uint_eq(stub_count(&st, "GetItem"), 3);
@@ -983,13 +913,11 @@ START_TEST(test_put_batch_reasons)
      * (what was read), the claim of e@x for x. */
     json_object *req = stub_request(&st, "TransactWriteItems", 3);
     ck_assert_uint_eq(txn_len(req), 3);
-    ck_assert_str_eq(txn_str(req, 1, "Update", "ConditionExpression"),
-                     "attribute_not_exists(#pk)");
-    ck_assert_str_eq(txn_str(req, 2, "Put", "ConditionExpression"),
-                     "attribute_not_exists(#pk) OR #o = :k");
+    txn_cond(req, 1, "Update", "attribute_not_exists(#pk)");
+    txn_cond(req, 2, "Put", "attribute_not_exists(#pk) OR #o = :k");
     ck_assert_ptr_nonnull(strstr(plain(req), "\"u#email#e@x\""));
     json_object_put(req);
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
 
@@ -1007,11 +935,6 @@ static const char *batch_probe(const char *op, unsigned nth, int *status)
 START_TEST(test_put_batch_refused_by_read)
 {
     stub st;
-    inst a;
-    size_t failed = 0;
-    stub_start(&st, batch_probe);
-    stub_open(&st, &a);
-    define_u(&a);
     const od_index_value e[] = {{"email", "e@x"}};
     od_put p[] = {
         {sizeof(od_put), OD_PUT_IF_ABSENT, "t", "a", "{}", 2, NULL, 0, 0},
@@ -1019,26 +942,20 @@ START_TEST(test_put_batch_refused_by_read)
         {sizeof(od_put), OD_PUT_UPSERT, "t", "c", "{}", 2, NULL, 0, 0},
     };
     const od_put *probed[] = {&p[0], &p[1]}, *direct[] = {&p[2], &p[1]};
-    /* Only the refused put fails; then t/a fails first. */
-    ck_assert_int_eq(S->put_batch(a.self, probed, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 1);
-    ck_assert_int_eq(S->put_batch(a.self, probed, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 0);
-    /* An upsert before it cannot fail: no transaction at all. */
-    ck_assert_int_eq(S->put_batch(a.self, direct, 2, NULL, NULL, &failed), OD_ERR_EXISTS);
-    ck_assert_uint_eq(failed, 1);
-    inst_close(&a);
-    stub_stop(&st);
+    const batch_step steps[] = {
+        {probed, NULL, OD_ERR_EXISTS, 1}, /* only the refused put fails; */
+        {probed, NULL, OD_ERR_EXISTS, 0}, /* then t/a fails first */
+        {direct, NULL, OD_ERR_EXISTS, 1}, /* an upsert before it cannot fail: no transaction */
+    };
+    stub_batches(&st, batch_probe, steps, sizeof steps / sizeof steps[0]);
     ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 2);
     /* t/a's update, then an entry no item passes in place of u/x. */
     json_object *req = stub_request(&st, "TransactWriteItems", 0);
     ck_assert_uint_eq(txn_len(req), 2);
-    ck_assert_str_eq(txn_str(req, 0, "Update", "ConditionExpression"),
-                     "attribute_not_exists(#pk)");
-    ck_assert_str_eq(txn_str(req, 1, "Update", "ConditionExpression"),
-                     "attribute_exists(#pk) AND attribute_not_exists(#pk)");
+    txn_cond(req, 0, "Update", "attribute_not_exists(#pk)");
+    txn_cond(req, 1, "Update", "attribute_exists(#pk) AND attribute_not_exists(#pk)");
     json_object_put(req);
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
 
@@ -1047,8 +964,7 @@ START_TEST(test_put_batch_refused_without_request)
     stub st;
     inst a;
     size_t failed = 0;
-    stub_start(&st, batch_ok);
-    stub_open(&st, &a);
+    stub_open(&st, batch_ok, &a);
     static const od_index_def many[] = {{"u1", 1}, {"u2", 1}, {"u3", 1}, {"u4", 1},
                                         {"u5", 1}, {"u6", 1}, {"u7", 1}, {"u8", 1}};
     od_table_def w = {sizeof w, "w", many, 8};
@@ -1115,12 +1031,11 @@ START_TEST(test_put_batch_refused_without_request)
     ck_assert_int_eq(S->put_batch(a.self, bigp, 14, NULL, NULL, &failed), OD_ERR_TOO_LARGE);
     ck_assert_uint_eq(failed, OD_BATCH_NONE);
     free(body);
-    inst_close(&a);
-    stub_stop(&st);
+    stub_close(&st, &a);
     ck_assert_uint_eq(stub_count(&st, "TransactWriteItems"), 0);
     ck_assert_uint_eq(stub_count(&st, "GetItem"), 0);
     ck_assert_uint_eq(stub_count(&st, "UpdateItem"), 0);
-    stub_free(&st);
+    lstub_free(&st.ls);
 }
 END_TEST
 
