@@ -25,8 +25,9 @@
  * keys: region, endpoint, timeout_ms, connect_timeout_ms, max_retries,
  * retry_base_ms, create_missing (odaws.h). Credentials: environment only.
  * Threads: none of its own. Ops run on many threads at once; the table
- * registry is written only by init/define_table on the main thread and read
- * without a lock afterwards, and odaws gives each thread its own handle.
+ * registry (odm_tables.h) is written only by define_table on the main thread
+ * and read without a lock afterwards, and odaws gives each thread its own
+ * handle.
  */
 #include <stdio.h>
 #include <string.h>
@@ -36,8 +37,8 @@
 #include <orderd/orderd.h>
 
 #include "odaws.h"
+#include "odm_tables.h"
 
-#define DD_MAX_TABLES 64
 #define DD_MAX_INDEXES OD_INDEXES_MAX
 #define DD_NAME_MAX OD_NAME_MAX
 #define DD_ATTR_MAX (DD_NAME_MAX + 4) /* "ix_" + name, "gsi_" + name */
@@ -66,18 +67,11 @@ static const odaws_service DD_SERVICE = {"dynamodb", "DYNAMODB", "DynamoDB_20120
 
 /* ---- state ---- */
 
-typedef struct dd_index {
-    char name[DD_NAME_MAX + 1];
-    char attr[DD_ATTR_MAX + 1]; /* ix_<name> */
-    uint32_t unique;
-} dd_index;
-
+/* What DynamoDB adds to a table of the registry (its ext). */
 typedef struct dd_table {
-    char name[DD_NAME_MAX + 1];
-    char ddb[DD_TABLE_NAME_MAX + 1]; /* <prefix><name> */
-    dd_index indexes[DD_MAX_INDEXES];
-    uint32_t n_indexes;
-    uint32_t n_unique;
+    const odm_table *def;                       /* name and indexes */
+    char ddb[DD_TABLE_NAME_MAX + 1];            /* <prefix><name> */
+    char attr[DD_MAX_INDEXES][DD_ATTR_MAX + 1]; /* ix_<index>, by index position */
 } dd_table;
 
 typedef struct dd {
@@ -88,10 +82,8 @@ typedef struct dd {
     char counters[DD_TABLE_NAME_MAX + 1];
     char tokens[DD_TABLE_NAME_MAX + 1];
     const char *prefix; /* owned by the core's config */
-    /* Written by define_table during init only (main thread), then read
-     * by every thread without a lock. */
-    dd_table tables[DD_MAX_TABLES];
-    size_t n_tables;
+    odm_tables tables;
+    dd_table dd_tables[ODM_TABLES_MAX]; /* by registry id */
 } dd;
 
 /* A GSI a document table needs: gsi_all on sc, gsi_<index> on ix_<index>. */
@@ -150,39 +142,22 @@ static int valid_prefix(const char *p)
     return 1;
 }
 
+/* An index value is a DynamoDB string: UTF-8 (the registry checked its length). */
+static int valid_index_value(const char *v)
+{
+    return valid_utf8(v, strlen(v));
+}
+
 static const dd_table *table_find(const dd *d, const char *name)
 {
-    if (!name)
-        return NULL;
-    for (size_t i = 0; i < d->n_tables; i++)
-        if (strcmp(d->tables[i].name, name) == 0)
-            return &d->tables[i];
-    return NULL;
+    const odm_table *t = odm_table_find(&d->tables, name);
+    return t ? t->ext : NULL;
 }
 
-static const dd_index *index_find(const dd_table *t, const char *name)
+/* The attribute that holds a document's value for x. */
+static const char *ix_attr(const dd_table *t, const odm_index *x)
 {
-    if (!name)
-        return NULL;
-    for (uint32_t i = 0; i < t->n_indexes; i++)
-        if (strcmp(t->indexes[i].name, name) == 0)
-            return &t->indexes[i];
-    return NULL;
-}
-
-/* Every value names a known index at most once and is 1..255 bytes. */
-static int valid_index_values(const dd_table *t, const od_index_value *idx, size_t n_idx)
-{
-    if ((n_idx > 0 && !idx) || n_idx > t->n_indexes)
-        return 0;
-    for (size_t i = 0; i < n_idx; i++) {
-        if (!index_find(t, idx[i].index) || !valid_bytes(idx[i].value, DD_VALUE_MAX))
-            return 0;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(idx[i].index, idx[j].index) == 0)
-                return 0;
-    }
-    return 1;
+    return t->attr[odm_index_pos(t->def, x)];
 }
 
 /* The value a put gives for an index, NULL when not in it. */
@@ -508,17 +483,18 @@ static const char *const DOC_ATTRS[] = {"pk", "body", "ver"};
 
 /* ---- tables: describe, create, wait ---- */
 
-static size_t table_gsis(const dd_table *t, dd_gsi gsi[DD_MAX_INDEXES + 1])
+static size_t table_gsis(const dd_table *t, const od_table_def *def,
+                         dd_gsi gsi[DD_MAX_INDEXES + 1])
 {
     size_t n = 0;
     snprintf(gsi[n].index, sizeof gsi[n].index, "gsi_all");
     snprintf(gsi[n].attr, sizeof gsi[n].attr, "sc");
     n++;
-    for (uint32_t i = 0; i < t->n_indexes; i++) {
-        if (t->indexes[i].unique)
+    for (uint32_t i = 0; i < def->n_indexes; i++) {
+        if (def->indexes[i].unique)
             continue; /* served by the claims in <prefix>uniques */
-        snprintf(gsi[n].index, sizeof gsi[n].index, "gsi_%s", t->indexes[i].name);
-        snprintf(gsi[n].attr, sizeof gsi[n].attr, "%s", t->indexes[i].attr);
+        snprintf(gsi[n].index, sizeof gsi[n].index, "gsi_%s", def->indexes[i].name);
+        snprintf(gsi[n].attr, sizeof gsi[n].attr, "%s", t->attr[i]);
         n++;
     }
     return n;
@@ -714,57 +690,29 @@ static od_status table_ensure(dd *d, const char *name, const dd_gsi *gsi, size_t
 
 /* ---- define_table ---- */
 
-static int same_definition(const dd_table *t, const od_table_def *def)
-{
-    if (t->n_indexes != def->n_indexes)
-        return 0;
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        const dd_index *x = index_find(t, def->indexes[i].name);
-        if (!x || x->unique != (def->indexes[i].unique != 0))
-            return 0;
-    }
-    return 1;
-}
-
+/* The DynamoDB names of a table being defined (t->def is set once it is in
+ * the registry). */
 static void table_fill(const dd *d, dd_table *t, const od_table_def *def)
 {
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", def->name);
     snprintf(t->ddb, sizeof t->ddb, "%s%s", d->prefix, def->name);
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        dd_index *x = &t->indexes[i];
-        snprintf(x->name, sizeof x->name, "%s", def->indexes[i].name);
-        snprintf(x->attr, sizeof x->attr, "ix_%s", def->indexes[i].name);
-        x->unique = def->indexes[i].unique != 0;
-        t->n_unique += x->unique;
-    }
-    t->n_indexes = def->n_indexes;
+    for (uint32_t i = 0; i < def->n_indexes; i++)
+        snprintf(t->attr[i], sizeof t->attr[i], "ix_%s", def->indexes[i].name);
 }
 
 static od_status dd_define_table(void *self, const od_table_def *def)
 {
     dd *d = self;
-    if (!od_storage_valid_table_def(def))
-        return OD_ERR_INVALID;
-    const dd_table *old = table_find(d, def->name);
-    if (old) {
-        if (same_definition(old, def))
-            return OD_OK;
-        d->host->log(d->mod, OD_LOG_ERROR, "storage \"dynamodb\": table \"%s\" redefined with "
-                     "other indexes", def->name);
-        return OD_ERR_INVALID;
-    }
-    if (d->n_tables == DD_MAX_TABLES) {
-        d->host->log(d->mod, OD_LOG_ERROR, "storage \"dynamodb\": more than %d tables",
-                     DD_MAX_TABLES);
-        return OD_ERR_INVALID;
-    }
-    dd_table *t = &d->tables[d->n_tables];
+    const odm_table *old;
+    od_status s = odm_tables_check(&d->tables, def, &old);
+    if (s != OD_OK || old)
+        return s;
+    dd_table *t = &d->dd_tables[d->tables.n]; /* the id the table gets */
     dd_gsi gsi[DD_MAX_INDEXES + 1];
     table_fill(d, t, def);
-    od_status s = table_ensure(d, t->ddb, gsi, table_gsis(t, gsi));
+    s = table_ensure(d, t->ddb, gsi, table_gsis(t, def, gsi));
     if (s == OD_OK)
-        d->n_tables++;
+        t->def = odm_tables_add(&d->tables, def, t);
     return s;
 }
 
@@ -784,10 +732,10 @@ static od_status dd_get(void *self, const char *table, const char *key, od_doc *
     return s;
 }
 
-static void claim_pk(const dd_table *t, const dd_index *x, const char *value,
+static void claim_pk(const dd_table *t, const odm_index *x, const char *value,
                      char pk[DD_PK_MAX + 1])
 {
-    snprintf(pk, DD_PK_MAX + 1, "%s#%s#%s", t->name, x->name, value);
+    snprintf(pk, DD_PK_MAX + 1, "%s#%s#%s", t->def->name, x->name, value);
 }
 
 /* The claim names the owner; the owner's own ix_ attribute must still hold
@@ -797,13 +745,13 @@ static od_status dd_lookup(void *self, const char *table, const char *index, con
 {
     dd *d = self;
     const dd_table *t = table_find(d, table);
-    const dd_index *x = t ? index_find(t, index) : NULL;
-    if (!x || !x->unique || !valid_bytes(value, DD_VALUE_MAX) || !out)
+    const odm_index *x = t ? odm_index_find(t->def, index) : NULL;
+    if (!x || !x->unique || !odm_tables_valid_value(&d->tables, value) || !out)
         return OD_ERR_INVALID;
     char pk[DD_PK_MAX + 1];
     const char *owner = NULL, *held = NULL;
     const char *const claim_attrs[] = {"owner"};
-    const char *const doc_attrs[] = {"pk", "body", "ver", x->attr};
+    const char *const doc_attrs[] = {"pk", "body", "ver", ix_attr(t, x)};
     json_object *claim = NULL, *item = NULL;
     claim_pk(t, x, value, pk);
     od_status s = get_item(d, d->uniques, pk, claim_attrs, 1, &claim);
@@ -811,7 +759,7 @@ static od_status dd_lookup(void *self, const char *table, const char *index, con
         s = OD_ERR_INTERNAL;
     if (s == OD_OK)
         s = get_item(d, t->ddb, owner, doc_attrs, 4, &item);
-    if (s == OD_OK && (odaws_av_get_s(item, x->attr, &held, NULL) != OD_OK ||
+    if (s == OD_OK && (odaws_av_get_s(item, ix_attr(t, x), &held, NULL) != OD_OK ||
                        strcmp(held, value) != 0))
         s = OD_ERR_NOT_FOUND;
     if (s == OD_OK)
@@ -858,11 +806,11 @@ static json_object *doc_update(const put_args *a, int *ok)
     ex_value(req, ":sc", odaws_av_s("1"), ok);
     ex_value(req, ":zero", odaws_av_n(0), ok);
     ex_value(req, ":one", odaws_av_n(1), ok);
-    for (uint32_t i = 0; i < t->n_indexes; i++) {
-        const char *v = index_value(a->idx, a->n_idx, t->indexes[i].name);
+    for (uint32_t i = 0; i < t->def->n_indexes; i++) {
+        const char *v = index_value(a->idx, a->n_idx, t->def->indexes[i].name);
         snprintf(alias, sizeof alias, "#x%u", i);
         snprintf(value_alias, sizeof value_alias, ":x%u", i);
-        ex_name(req, alias, t->indexes[i].attr, ok);
+        ex_name(req, alias, t->attr[i], ok);
         if (v) {
             cat(set, sizeof set, ", ");
             cat(set, sizeof set, alias);
@@ -918,9 +866,9 @@ static od_status read_current(dd *d, const dd_table *t, const char *key, json_ob
 {
     const char *attrs[2 + DD_MAX_INDEXES] = {"pk", "ver"};
     size_t n = 2;
-    for (uint32_t i = 0; i < t->n_indexes; i++)
-        if (t->indexes[i].unique)
-            attrs[n++] = t->indexes[i].attr;
+    for (uint32_t i = 0; i < t->def->n_indexes; i++)
+        if (t->def->indexes[i].unique)
+            attrs[n++] = t->attr[i];
     *version = 0;
     od_status s = get_item(d, t->ddb, key, attrs, n, item);
     if (s == OD_ERR_NOT_FOUND)
@@ -945,7 +893,7 @@ static od_status cond_verdict(const put_args *a, const json_object *old, int64_t
 /* {"Put": claim} or {"Delete": claim}, valid only if the claim is free or
  * already ours, or (also != NULL) held by the document that gives the value
  * up earlier in the same batch. */
-static json_object *claim_op(const dd *d, const dd_table *t, const dd_index *x,
+static json_object *claim_op(const dd *d, const dd_table *t, const odm_index *x,
                              const char *value, const char *owner, const char *also, int put,
                              int *ok)
 {
@@ -1015,13 +963,14 @@ typedef struct batch_put {
 
 /* The other put of the batch whose document holds value for u by what we
  * read (a unique value has one holder), else n. */
-static size_t batch_holder(const batch_put *b, size_t n, size_t self, const dd_index *u,
+static size_t batch_holder(const batch_put *b, size_t n, size_t self, const odm_index *u,
                            const char *value)
 {
+    const char *attr = ix_attr(b[self].a.t, u);
     for (size_t j = 0; j < n; j++) {
         const char *was = NULL;
         if (j != self && b[j].a.t == b[self].a.t && b[j].old &&
-            odaws_av_get_s(b[j].old, u->attr, &was, NULL) == OD_OK && strcmp(was, value) == 0)
+            odaws_av_get_s(b[j].old, attr, &was, NULL) == OD_OK && strcmp(was, value) == 0)
             return j;
     }
     return n;
@@ -1029,7 +978,7 @@ static size_t batch_holder(const batch_put *b, size_t n, size_t self, const dd_i
 
 /* The first put of b[from..to) giving value for u of t, else to. */
 static size_t batch_claimer(const batch_put *b, size_t from, size_t to, const dd_table *t,
-                            const dd_index *u, const char *value)
+                            const odm_index *u, const char *value)
 {
     for (size_t j = from; j < to; j++) {
         const char *v = b[j].a.t == t ? index_value(b[j].a.idx, b[j].a.n_idx, u->name) : NULL;
@@ -1047,7 +996,7 @@ static od_status batch_taken(const batch_put *b, size_t n, size_t i)
 {
     const put_args *a = &b[i].a;
     for (size_t k = 0; k < a->n_idx; k++) {
-        const dd_index *u = index_find(a->t, a->idx[k].index);
+        const odm_index *u = odm_index_find(a->t->def, a->idx[k].index);
         const char *v = a->idx[k].value;
         size_t holder = u->unique ? batch_holder(b, n, i, u, v) : n;
         if (u->unique && (batch_claimer(b, 0, i, a->t, u, v) < i || (holder < n && holder > i)))
@@ -1064,12 +1013,12 @@ static void txn_claims(const dd *d, const batch_put *b, size_t n, size_t i, clai
                        int *ok)
 {
     const put_args *a = &b[i].a;
-    for (uint32_t k = 0; k < a->t->n_indexes; k++) {
-        const dd_index *u = &a->t->indexes[k];
+    for (uint32_t k = 0; k < a->t->def->n_indexes; k++) {
+        const odm_index *u = &a->t->def->indexes[k];
         if (!u->unique)
             continue;
         const char *now = index_value(a->idx, a->n_idx, u->name), *was = NULL;
-        if (b[i].old && odaws_av_get_s(b[i].old, u->attr, &was, NULL) != OD_OK)
+        if (b[i].old && odaws_av_get_s(b[i].old, a->t->attr[k], &was, NULL) != OD_OK)
             was = NULL;
         if (now) {
             size_t giver = batch_holder(b, n, i, u, now);
@@ -1246,7 +1195,7 @@ static od_status put_check(const dd *d, const char *table, const char *key, cons
 {
     *t = table_find(d, table);
     if (!*t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
-        !valid_index_values(*t, idx, n_idx))
+        !odm_tables_values(&d->tables, (*t)->def, idx, n_idx, NULL))
         return OD_ERR_INVALID;
     if (len > DD_BODY_MAX)
         return OD_ERR_TOO_LARGE;
@@ -1268,7 +1217,7 @@ static od_status dd_put(void *self, const char *table, const char *key, const ch
         return s;
     batch_put b = {{t, key, body, len, idx, n_idx, cond, expected, new_version != NULL, 0}, 1,
                    NULL, 0};
-    s = t->n_unique ? batch_run(d, &b, 1, &failed) : put_single(d, &b.a);
+    s = t->def->n_unique ? batch_run(d, &b, 1, &failed) : put_single(d, &b.a);
     if (s == OD_OK && new_version)
         *new_version = b.a.version;
     return s;
@@ -1285,9 +1234,9 @@ static od_status dd_put(void *self, const char *table, const char *key, const ch
  * unique value given, a release per unique index of the table. */
 static size_t put_items(const dd_table *t, const od_put *p)
 {
-    size_t n = 1 + t->n_unique;
+    size_t n = 1 + t->def->n_unique;
     for (size_t k = 0; k < p->n_idx; k++)
-        n += index_find(t, p->idx[k].index)->unique;
+        n += odm_index_find(t->def, p->idx[k].index)->unique;
     return n;
 }
 
@@ -1311,7 +1260,7 @@ static od_status batch_check(const dd *d, const od_put *const *puts, size_t n, i
                 return OD_ERR_INVALID; /* a transaction names an item once */
         b[i] = (batch_put){{t, p->key, p->body, p->len, p->idx, p->n_idx, p->cond, p->expected,
                             pin_upserts, 0},
-                           t->n_unique || (pin_upserts && p->cond == OD_PUT_UPSERT), NULL, 0};
+                           t->def->n_unique || (pin_upserts && p->cond == OD_PUT_UPSERT), NULL, 0};
         items += put_items(t, p);
         bytes += p->len;
     }
@@ -1335,7 +1284,7 @@ static od_status dd_put_batch(void *self, const od_put *const *puts, size_t n,
     od_status s = batch_check(d, puts, n, versions != NULL, b);
     if (s != OD_OK)
         return s;
-    if (n == 1 && !b[0].a.t->n_unique) { /* put()'s single UpdateItem is atomic already */
+    if (n == 1 && !b[0].a.t->def->n_unique) { /* put()'s single UpdateItem is atomic already */
         s = put_single(d, &b[0].a);
         at = 0;
     } else {
@@ -1407,7 +1356,7 @@ static od_status dd_del(void *self, const char *table, const char *key, uint64_t
     const dd_table *t = table_find(d, table);
     if (!t || !od_storage_valid_key(key))
         return OD_ERR_INVALID;
-    return t->n_unique ? del_claimed(d, t, key, expected) : del_single(d, t, key, expected);
+    return t->def->n_unique ? del_claimed(d, t, key, expected) : del_single(d, t, key, expected);
 }
 
 /* ---- cursors ----
@@ -1581,7 +1530,7 @@ static od_status page_run(dd *d, const page_req *p, const char *after, od_page *
     h->free(start);
     if (s == OD_OK && n > p->limit) {
         od_doc_clear(h, &docs[--n]);
-        out->next = cursor_encode(h, p->t->name, p->cursor_index, docs[n - 1].key);
+        out->next = cursor_encode(h, p->t->def->name, p->cursor_index, docs[n - 1].key);
         s = out->next ? OD_OK : OD_ERR_NOMEM;
     }
     if (s != OD_OK) {
@@ -1598,7 +1547,7 @@ static od_status page_run(dd *d, const page_req *p, const char *after, od_page *
 static od_status page_start(dd *d, page_req *p, const char *cursor, od_page *out)
 {
     char after[OD_KEY_MAX + 1];
-    if (cursor && !cursor_decode(cursor, p->t->name, p->cursor_index, after))
+    if (cursor && !cursor_decode(cursor, p->t->def->name, p->cursor_index, after))
         return OD_ERR_INVALID;
     memset(out, 0, sizeof *out);
     return page_run(d, p, cursor ? after : NULL, out);
@@ -1631,8 +1580,8 @@ static od_status dd_query(void *self, const char *table, const char *index, cons
 {
     dd *d = self;
     const dd_table *t = table_find(d, table);
-    const dd_index *x = t ? index_find(t, index) : NULL;
-    if (!x || !valid_bytes(value, DD_VALUE_MAX) || limit < 1 || limit > DD_PAGE_MAX ||
+    const odm_index *x = t ? odm_index_find(t->def, index) : NULL;
+    if (!x || !odm_tables_valid_value(&d->tables, value) || limit < 1 || limit > DD_PAGE_MAX ||
         descending > 1 || !out)
         return OD_ERR_INVALID;
     if (x->unique)
@@ -1640,7 +1589,7 @@ static od_status dd_query(void *self, const char *table, const char *index, cons
     page_req p = {.t = t, .cursor_index = x->name, .hash_value = value, .limit = limit,
                   .desc = descending};
     snprintf(p.gsi, sizeof p.gsi, "gsi_%s", x->name);
-    snprintf(p.hash_attr, sizeof p.hash_attr, "%s", x->attr);
+    snprintf(p.hash_attr, sizeof p.hash_attr, "%s", ix_attr(t, x));
     return page_start(d, &p, cursor, out);
 }
 
@@ -1935,6 +1884,7 @@ static od_status dd_init(const od_host_api *host, od_module *mod, void **self)
         return OD_ERR_NOMEM;
     d->host = host;
     d->mod = mod;
+    odm_tables_init(&d->tables, host, mod, "dynamodb", valid_index_value);
     od_status s = read_config(d);
     if (s == OD_OK)
         s = odaws_client_new(host, mod, &DD_SERVICE, &d->aws);

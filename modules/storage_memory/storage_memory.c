@@ -5,11 +5,11 @@
  * lost on exit: for development, tests and single-node demos. It reads no
  * config keys (group "storage") and owns no threads. Every table has its own
  * pthread rwlock (readers run in parallel, writers per table); the table
- * registry is fixed once init is over (define_table runs on the main thread
- * only, before any request), so finding a table takes no lock. Counters live
- * in per-table-name namespaces (up to 64) created by the first counter_set;
- * that registry is append-only, so finding one is lock-free and a small
- * mutex serialises only the creation of a new one.
+ * registry (odm_tables.h) is fixed once init is over (define_table runs on
+ * the main thread only, before any request), so finding a table takes no
+ * lock. Counters live in per-table-name namespaces (up to 64) created by the
+ * first counter_set; that registry is append-only, so finding one is
+ * lock-free and a small mutex serialises only the creation of a new one.
  *
  * put_batch takes the write locks of its tables in registry order (every
  * other op holds one table lock at a time, so nothing can deadlock), checks
@@ -33,10 +33,11 @@
 
 #include <orderd/orderd.h>
 
-#define SM_MAX_TABLES 64
+#include "odm_tables.h"
+
+#define SM_MAX_NAMESPACES 64
 #define SM_MAX_INDEXES OD_INDEXES_MAX
 #define SM_NAME_MAX OD_NAME_MAX
-#define SM_VALUE_MAX 255
 #define SM_TOKEN_MAX 255
 #define SM_PAGE_MAX 1000
 #define SM_TOKEN_TTL_MS (7LL * 24 * 3600 * 1000)
@@ -119,18 +120,11 @@ typedef struct sm_entry { /* one element of an index */
     sm_doc *doc;
 } sm_entry;
 
-typedef struct sm_index {
-    char name[SM_NAME_MAX + 1];
-    uint32_t unique;
-    sm_vec entries; /* sm_entry, by (value, key) */
-} sm_index;
-
 typedef struct sm_table {
-    char name[SM_NAME_MAX + 1];
+    const odm_table *def;  /* name and indexes, in the registry */
     pthread_rwlock_t lock; /* guards docs and every index's entries */
-    uint32_t n_indexes;
-    sm_index indexes[SM_MAX_INDEXES];
-    sm_vec docs; /* sm_doc *, by key */
+    sm_vec entries[SM_MAX_INDEXES]; /* sm_entry, by (value, key), by index position */
+    sm_vec docs;                    /* sm_doc *, by key */
 } sm_table;
 
 typedef struct sm_counter {
@@ -154,13 +148,10 @@ typedef struct sm_counters { /* the counters of one table name */
 typedef struct sm_store {
     const od_host_api *host;
     od_module *mod;
-    /* Written by define_table on the main thread during init only, read
-     * without a lock afterwards (init happens-before the server starts). */
-    sm_table *tables[SM_MAX_TABLES];
-    size_t n_tables;
+    odm_tables tables; /* each table's ext: its sm_table */
     /* Append-only: a slot is written before n_namespaces is released to
      * readers, and never changes afterwards. ns_lock serialises writers. */
-    sm_counters *namespaces[SM_MAX_TABLES];
+    sm_counters *namespaces[SM_MAX_NAMESPACES];
     atomic_size_t n_namespaces;
     pthread_mutex_t ns_lock;
 } sm_store;
@@ -212,22 +203,15 @@ static int valid_value(const char *s, size_t max)
 
 static sm_table *find_table(const sm_store *st, const char *name)
 {
-    if (!name)
-        return NULL;
-    for (size_t i = 0; i < st->n_tables; i++)
-        if (strcmp(st->tables[i]->name, name) == 0)
-            return st->tables[i];
-    return NULL;
+    const odm_table *t = odm_table_find(&st->tables, name);
+    return t ? t->ext : NULL;
 }
 
+/* The position of an index, -1 if t has none of that name. */
 static int find_index(const sm_table *t, const char *name)
 {
-    if (!name)
-        return -1;
-    for (uint32_t i = 0; i < t->n_indexes; i++)
-        if (strcmp(t->indexes[i].name, name) == 0)
-            return (int)i;
-    return -1;
+    const odm_index *x = odm_index_find(t->def, name);
+    return x ? (int)odm_index_pos(t->def, x) : -1;
 }
 
 /* ---- cursors ---- */
@@ -371,34 +355,13 @@ static od_status pager_finish(sm_pager *p, od_status st, char kind, uint32_t des
 
 /* ---- define_table ---- */
 
-static int same_definition(const sm_table *t, const od_table_def *def)
-{
-    if (t->n_indexes != def->n_indexes)
-        return 0;
-    for (uint32_t i = 0; i < def->n_indexes; i++)
-        if (strcmp(t->indexes[i].name, def->indexes[i].name) != 0 ||
-            t->indexes[i].unique != (def->indexes[i].unique != 0))
-            return 0;
-    return 1;
-}
-
 static od_status sm_define_table(void *self, const od_table_def *def)
 {
     sm_store *st = self;
-    if (!od_storage_valid_table_def(def))
-        return OD_ERR_INVALID;
-    const sm_table *old = find_table(st, def->name);
-    if (old) {
-        if (same_definition(old, def))
-            return OD_OK;
-        st->host->log(st->mod, OD_LOG_ERROR, "table %s redefined with different indexes", def->name);
-        return OD_ERR_INVALID;
-    }
-    if (st->n_tables == SM_MAX_TABLES) {
-        st->host->log(st->mod, OD_LOG_ERROR, "table %s: more than %d tables", def->name,
-                      SM_MAX_TABLES);
-        return OD_ERR_INVALID;
-    }
+    const odm_table *old;
+    od_status s = odm_tables_check(&st->tables, def, &old);
+    if (s != OD_OK || old)
+        return s;
     sm_table *t = st->host->calloc(1, sizeof *t);
     if (!t)
         return OD_ERR_NOMEM;
@@ -406,15 +369,10 @@ static od_status sm_define_table(void *self, const od_table_def *def)
         st->host->free(t);
         return OD_ERR_NOMEM;
     }
-    strcpy(t->name, def->name);
     t->docs.elsize = sizeof(sm_doc *);
-    t->n_indexes = def->n_indexes;
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        strcpy(t->indexes[i].name, def->indexes[i].name);
-        t->indexes[i].unique = def->indexes[i].unique != 0;
-        t->indexes[i].entries.elsize = sizeof(sm_entry);
-    }
-    st->tables[st->n_tables++] = t;
+    for (uint32_t i = 0; i < def->n_indexes; i++)
+        t->entries[i].elsize = sizeof(sm_entry);
+    t->def = odm_tables_add(&st->tables, def, t);
     return OD_OK;
 }
 
@@ -442,13 +400,13 @@ static od_status sm_get(void *self, const char *table, const char *key, od_doc *
     return s;
 }
 
-static void index_remove(sm_index *ix, const char *value, sm_doc *d)
+static void index_remove(sm_vec *entries, const char *value, sm_doc *d)
 {
     int found;
     sm_probe p = {value, d->key, 0};
-    size_t pos = vec_lower_bound(&ix->entries, &p, cmp_entry, &found);
+    size_t pos = vec_lower_bound(entries, &p, cmp_entry, &found);
     if (found)
-        vec_remove_at(&ix->entries, pos);
+        vec_remove_at(entries, pos);
 }
 
 static void doc_free(const od_host_api *h, sm_doc *d)
@@ -475,9 +433,9 @@ static od_status sm_del(void *self, const char *table, const char *key, uint64_t
     else if (expected && d->version != expected)
         s = OD_ERR_CONFLICT;
     else {
-        for (uint32_t i = 0; i < t->n_indexes; i++)
+        for (uint32_t i = 0; i < t->def->n_indexes; i++)
             if (d->values[i])
-                index_remove(&t->indexes[i], d->values[i], d);
+                index_remove(&t->entries[i], d->values[i], d);
         vec_remove_at(&t->docs, pos);
     }
     pthread_rwlock_unlock(&t->lock);
@@ -511,20 +469,6 @@ typedef struct sm_bput {
     sm_put p;
 } sm_bput;
 
-static od_status put_resolve_values(const sm_table *t, const od_index_value *idx, size_t n_idx,
-                                    sm_put *p)
-{
-    if (n_idx && !idx)
-        return OD_ERR_INVALID;
-    for (size_t i = 0; i < n_idx; i++) {
-        int ix = find_index(t, idx[i].index);
-        if (ix < 0 || p->values[ix] || !valid_value(idx[i].value, SM_VALUE_MAX))
-            return OD_ERR_INVALID;
-        p->values[ix] = idx[i].value;
-    }
-    return OD_OK;
-}
-
 /* put()'s argument checks: the table, the key, the condition and the index
  * values, resolved into *t and p (p's key, body and cond already set). */
 static od_status put_resolve(const sm_store *st, const char *table, const od_index_value *idx,
@@ -533,7 +477,8 @@ static od_status put_resolve(const sm_store *st, const char *table, const od_ind
     *t = find_table(st, table);
     if (!*t || !od_storage_valid_key(p->key) || !p->body || p->cond > OD_PUT_IF_VERSION)
         return OD_ERR_INVALID;
-    return put_resolve_values(*t, idx, n_idx, p);
+    return odm_tables_values(&st->tables, (*t)->def, idx, n_idx, p->values) ? OD_OK
+                                                                             : OD_ERR_INVALID;
 }
 
 static int value_changes(const char *old, const char *new_value)
@@ -544,11 +489,11 @@ static int value_changes(const char *old, const char *new_value)
 }
 
 /* The document a unique index gives this value to, or NULL. */
-static const sm_doc *unique_holder(const sm_index *ix, const char *value)
+static const sm_doc *unique_holder(const sm_vec *entries, const char *value)
 {
     sm_probe probe = {value, NULL, -1};
-    size_t pos = vec_lower_bound(&ix->entries, &probe, cmp_entry, NULL);
-    const sm_entry *e = pos < ix->entries.n ? vec_at(&ix->entries, pos) : NULL;
+    size_t pos = vec_lower_bound(entries, &probe, cmp_entry, NULL);
+    const sm_entry *e = pos < entries->n ? vec_at(entries, pos) : NULL;
     return e && strcmp(e->value, value) == 0 ? e->doc : NULL;
 }
 
@@ -581,10 +526,10 @@ static od_status put_check(const sm_table *t, const sm_doc *cur, const sm_put *p
         return OD_ERR_NOT_FOUND;
     if (p->cond == OD_PUT_IF_VERSION && cur->version != p->expected)
         return OD_ERR_CONFLICT;
-    for (uint32_t i = 0; i < t->n_indexes; i++) {
-        if (!t->indexes[i].unique || !p->values[i])
+    for (uint32_t i = 0; i < t->def->n_indexes; i++) {
+        if (!t->def->indexes[i].unique || !p->values[i])
             continue;
-        const sm_doc *holder = unique_holder(&t->indexes[i], p->values[i]);
+        const sm_doc *holder = unique_holder(&t->entries[i], p->values[i]);
         if (earlier_take(before, n_before, t, i, p->values[i], &holder) ||
             (holder && holder != cur))
             return OD_ERR_EXISTS;
@@ -621,10 +566,10 @@ static od_status put_prepare(const od_host_api *h, sm_table *t, const sm_doc *cu
         return OD_ERR_NOMEM;
     memcpy(p->body_copy, p->body, p->len);
     p->body_copy[p->len] = '\0';
-    for (uint32_t i = 0; i < t->n_indexes; i++) {
+    for (uint32_t i = 0; i < t->def->n_indexes; i++) {
         if (!p->values[i] || !value_changes(cur ? cur->values[i] : NULL, p->values[i]))
             continue;
-        if (vec_reserve(h, &t->indexes[i].entries, room) != OD_OK ||
+        if (vec_reserve(h, &t->entries[i], room) != OD_OK ||
             !(p->value_copies[i] = h->strdup(p->values[i])))
             return OD_ERR_NOMEM;
     }
@@ -640,19 +585,19 @@ static uint64_t put_commit(const od_host_api *h, sm_table *t, sm_doc *d, size_t 
         p->new_doc = NULL;
         vec_insert_at(&t->docs, pos, &d);
     }
-    for (uint32_t i = 0; i < t->n_indexes; i++) {
+    for (uint32_t i = 0; i < t->def->n_indexes; i++) {
         if (!value_changes(d->values[i], p->values[i]))
             continue;
         if (d->values[i])
-            index_remove(&t->indexes[i], d->values[i], d);
+            index_remove(&t->entries[i], d->values[i], d);
         h->free(d->values[i]);
         d->values[i] = p->value_copies[i];
         p->value_copies[i] = NULL;
         if (d->values[i]) {
             sm_probe probe = {d->values[i], d->key, 0};
             sm_entry e = {d->values[i], d};
-            vec_insert_at(&t->indexes[i].entries,
-                          vec_lower_bound(&t->indexes[i].entries, &probe, cmp_entry, NULL), &e);
+            vec_insert_at(&t->entries[i], vec_lower_bound(&t->entries[i], &probe, cmp_entry, NULL),
+                          &e);
         }
     }
     h->free(d->body);
@@ -726,10 +671,10 @@ static od_status batch_resolve(const sm_store *st, const od_put *const *puts, si
      * one table lock at a time, so batches cannot deadlock with them or
      * with each other. */
     b->n_locks = 0;
-    for (size_t k = 0; k < st->n_tables; k++)
+    for (size_t k = 0; k < st->tables.n; k++)
         for (size_t i = 0; i < n; i++)
-            if (b->puts[i].t == st->tables[k]) {
-                b->locks[b->n_locks++] = st->tables[k];
+            if (b->puts[i].t == st->tables.tables[k].ext) {
+                b->locks[b->n_locks++] = b->puts[i].t;
                 break;
             }
     return OD_OK;
@@ -792,11 +737,12 @@ static od_status sm_lookup(void *self, const char *table, const char *index, con
     sm_store *st = self;
     sm_table *t = find_table(st, table);
     int ix = t ? find_index(t, index) : -1;
-    if (ix < 0 || !t->indexes[ix].unique || !valid_value(value, SM_VALUE_MAX) || !out)
+    if (ix < 0 || !t->def->indexes[ix].unique || !odm_tables_valid_value(&st->tables, value) ||
+        !out)
         return OD_ERR_INVALID;
     od_status s = OD_ERR_NOT_FOUND;
     pthread_rwlock_rdlock(&t->lock);
-    const sm_vec *v = &t->indexes[ix].entries;
+    const sm_vec *v = &t->entries[ix];
     sm_probe probe = {value, NULL, -1};
     size_t pos = vec_lower_bound(v, &probe, cmp_entry, NULL);
     if (pos < v->n && strcmp(((sm_entry *)vec_at(v, pos))->value, value) == 0)
@@ -829,13 +775,13 @@ static od_status sm_query(void *self, const char *table, const char *index, cons
     int ix = t ? find_index(t, index) : -1;
     char after[OD_KEY_MAX + 1];
     sm_pager pg;
-    if (ix < 0 || !valid_value(value, SM_VALUE_MAX) || descending > 1 || !out ||
+    if (ix < 0 || !odm_tables_valid_value(&st->tables, value) || descending > 1 || !out ||
         (cursor && cursor_decode(cursor, 'q', descending, after) != OD_OK) ||
         pager_begin(&pg, st->host, out, limit) != OD_OK)
         return OD_ERR_INVALID;
     sm_probe probe = {value, after, cursor ? 0 : (descending ? 1 : -1)};
     pthread_rwlock_rdlock(&t->lock);
-    const sm_vec *v = &t->indexes[ix].entries;
+    const sm_vec *v = &t->entries[ix];
     int found;
     size_t pos = vec_lower_bound(v, &probe, cmp_entry, &found);
     od_status s = OD_OK;
@@ -917,9 +863,9 @@ static sm_counters *namespace_new(const od_host_api *h, const char *name)
 static od_status namespace_append(sm_store *st, const char *name, sm_counters **out)
 {
     size_t n = atomic_load_explicit(&st->n_namespaces, memory_order_relaxed);
-    if (n == SM_MAX_TABLES) {
+    if (n == SM_MAX_NAMESPACES) {
         st->host->log(st->mod, OD_LOG_ERROR, "counter table %s: more than %d counter tables",
-                      name, SM_MAX_TABLES);
+                      name, SM_MAX_NAMESPACES);
         return OD_ERR_INVALID;
     }
     if ((*out = namespace_new(st->host, name)) == NULL)
@@ -1100,8 +1046,8 @@ static void table_free(const od_host_api *h, sm_table *t)
     for (size_t i = 0; i < t->docs.n; i++)
         doc_free(h, *(sm_doc **)vec_at(&t->docs, i));
     h->free(t->docs.data);
-    for (uint32_t i = 0; i < t->n_indexes; i++)
-        h->free(t->indexes[i].entries.data);
+    for (uint32_t i = 0; i < t->def->n_indexes; i++)
+        h->free(t->entries[i].data);
     pthread_rwlock_destroy(&t->lock);
     h->free(t);
 }
@@ -1124,8 +1070,8 @@ static void sm_destroy(void *self)
     if (!st)
         return;
     const od_host_api *h = st->host;
-    for (size_t i = 0; i < st->n_tables; i++)
-        table_free(h, st->tables[i]);
+    for (size_t i = 0; i < st->tables.n; i++)
+        table_free(h, st->tables.tables[i].ext);
     for (size_t i = 0; i < atomic_load(&st->n_namespaces); i++)
         namespace_free(h, st->namespaces[i]);
     pthread_mutex_destroy(&st->ns_lock);
@@ -1143,6 +1089,7 @@ static od_status sm_init(const od_host_api *host, od_module *mod, void **self)
     }
     st->host = host;
     st->mod = mod;
+    odm_tables_init(&st->tables, host, mod, "memory", NULL);
     atomic_init(&st->n_namespaces, 0);
     *self = st;
     return OD_OK;

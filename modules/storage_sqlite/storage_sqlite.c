@@ -20,20 +20,18 @@
  * Threads: none of its own. Each calling thread gets its own connection
  * (odsql) for reads; its writes may run on the connection of whichever
  * thread leads the group commit, so the *_txn functions touch only the
- * connection and args they are given. The table registry is written only by define_table during init
- * on the main thread and read without a lock afterwards.
+ * connection and args they are given. The table registry (odm_tables.h)
+ * is written only by define_table during init on the main thread and read
+ * without a lock afterwards.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <orderd/orderd.h>
 
+#include "odm_tables.h"
 #include "odsql.h"
 
-#define SS_MAX_TABLES 64
-#define SS_MAX_INDEXES OD_INDEXES_MAX
-#define SS_NAME_MAX OD_NAME_MAX
-#define SS_VALUE_MAX 255
 #define SS_TOKEN_MAX 255
 #define SS_PAGE_MAX 1000
 #define SS_TOKEN_TTL_MS (7LL * 24 * 3600 * 1000)
@@ -154,25 +152,11 @@ static const char *const SQL[ST_COUNT] = {
 
 /* ---- state ---- */
 
-typedef struct ss_index {
-    char name[SS_NAME_MAX + 1];
-    uint32_t unique;
-} ss_index;
-
-typedef struct ss_table {
-    char name[SS_NAME_MAX + 1];
-    ss_index indexes[SS_MAX_INDEXES];
-    uint32_t n_indexes;
-} ss_table;
-
 typedef struct ss {
     const od_host_api *host;
     od_module *mod;
     odsql_db db;
-    /* Written by define_table during init only (main thread), then read
-     * by every thread without a lock. */
-    ss_table tables[SS_MAX_TABLES];
-    size_t n_tables;
+    odm_tables tables;
 } ss;
 
 /* ---- validation ---- */
@@ -186,85 +170,16 @@ static int valid_bytes(const char *v, size_t max)
     return n > 0 && n <= max;
 }
 
-static const ss_table *table_find(const ss *s, const char *name)
-{
-    if (!name)
-        return NULL;
-    for (size_t i = 0; i < s->n_tables; i++)
-        if (strcmp(s->tables[i].name, name) == 0)
-            return &s->tables[i];
-    return NULL;
-}
-
-static const ss_index *index_find(const ss_table *t, const char *name)
-{
-    if (!name)
-        return NULL;
-    for (uint32_t i = 0; i < t->n_indexes; i++)
-        if (strcmp(t->indexes[i].name, name) == 0)
-            return &t->indexes[i];
-    return NULL;
-}
-
-/* Every value names a known index at most once and is 1..255 bytes. */
-static int valid_index_values(const ss_table *t, const od_index_value *idx, size_t n_idx)
-{
-    if (n_idx > 0 && !idx)
-        return 0;
-    if (n_idx > t->n_indexes)
-        return 0;
-    for (size_t i = 0; i < n_idx; i++) {
-        if (!index_find(t, idx[i].index) || !valid_bytes(idx[i].value, SS_VALUE_MAX))
-            return 0;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(idx[i].index, idx[j].index) == 0)
-                return 0;
-    }
-    return 1;
-}
-
 /* ---- define_table ---- */
-
-static int same_definition(const ss_table *t, const od_table_def *def)
-{
-    if (t->n_indexes != def->n_indexes)
-        return 0;
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        const ss_index *x = index_find(t, def->indexes[i].name);
-        if (!x || x->unique != (def->indexes[i].unique != 0))
-            return 0;
-    }
-    return 1;
-}
 
 static od_status ss_define_table(void *self, const od_table_def *def)
 {
     ss *s = self;
-    if (!od_storage_valid_table_def(def))
-        return OD_ERR_INVALID;
-    const ss_table *old = table_find(s, def->name);
-    if (old) {
-        if (same_definition(old, def))
-            return OD_OK;
-        s->host->log(s->mod, OD_LOG_ERROR, "storage \"sqlite\": table \"%s\" redefined with other "
-                     "indexes", def->name);
-        return OD_ERR_INVALID;
-    }
-    if (s->n_tables == SS_MAX_TABLES) {
-        s->host->log(s->mod, OD_LOG_ERROR, "storage \"sqlite\": more than %d tables",
-                     SS_MAX_TABLES);
-        return OD_ERR_INVALID;
-    }
-    ss_table *t = &s->tables[s->n_tables];
-    memset(t, 0, sizeof *t);
-    strcpy(t->name, def->name);
-    for (uint32_t i = 0; i < def->n_indexes; i++) {
-        strcpy(t->indexes[i].name, def->indexes[i].name);
-        t->indexes[i].unique = def->indexes[i].unique != 0;
-    }
-    t->n_indexes = def->n_indexes;
-    s->n_tables++;
-    return OD_OK;
+    const odm_table *old;
+    od_status status = odm_tables_check(&s->tables, def, &old);
+    if (status == OD_OK && !old)
+        odm_tables_add(&s->tables, def, NULL);
+    return status;
 }
 
 /* ---- rows to documents ---- */
@@ -334,7 +249,7 @@ static od_status ss_get(void *self, const char *table, const char *key, od_doc *
 {
     ss *s = self;
     od_status status = OD_OK;
-    if (!table_find(s, table) || !od_storage_valid_key(key) || !out)
+    if (!odm_table_find(&s->tables, table) || !od_storage_valid_key(key) || !out)
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     get_args a = {table, key, NULL, NULL, out};
@@ -358,9 +273,9 @@ static od_status ss_lookup(void *self, const char *table, const char *index, con
 {
     ss *s = self;
     od_status status = OD_OK;
-    const ss_table *t = table_find(s, table);
-    const ss_index *x = t ? index_find(t, index) : NULL;
-    if (!x || !x->unique || !valid_bytes(value, SS_VALUE_MAX) || !out)
+    const odm_table *t = odm_table_find(&s->tables, table);
+    const odm_index *x = t ? odm_index_find(t, index) : NULL;
+    if (!x || !x->unique || !odm_tables_valid_value(&s->tables, value) || !out)
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     get_args a = {table, NULL, index, value, out};
@@ -370,7 +285,7 @@ static od_status ss_lookup(void *self, const char *table, const char *index, con
 /* ---- put / del ---- */
 
 typedef struct put_args {
-    const ss_table *t;
+    const odm_table *t;
     const char *key;
     const char *body;
     size_t len;
@@ -423,7 +338,7 @@ static od_status clear_index_values(odsql_conn *c, const char *table, const char
 static od_status add_index_values(odsql_conn *c, const put_args *a)
 {
     for (size_t i = 0; i < a->n_idx; i++) {
-        const ss_index *x = index_find(a->t, a->idx[i].index);
+        const odm_index *x = odm_index_find(a->t, a->idx[i].index);
         sqlite3_stmt *st = odsql_stmt(c, x->unique ? ST_UNIQUE_ADD : ST_ENTRY_ADD);
         if (!st)
             return OD_ERR_INTERNAL;
@@ -480,9 +395,9 @@ static od_status ss_put(void *self, const char *table, const char *key, const ch
 {
     ss *s = self;
     od_status status = OD_OK;
-    const ss_table *t = table_find(s, table);
+    const odm_table *t = odm_table_find(&s->tables, table);
     if (!t || !od_storage_valid_key(key) || !body || cond > OD_PUT_IF_VERSION ||
-        !valid_index_values(t, idx, n_idx))
+        !odm_tables_values(&s->tables, t, idx, n_idx, NULL))
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     if (!c)
@@ -529,9 +444,10 @@ static od_status batch_txn(odsql_conn *c, void *arg)
 
 static od_status batch_put_args(const ss *s, const od_put *p, put_args *a)
 {
-    const ss_table *t = p && p->size >= sizeof(od_put) ? table_find(s, p->table) : NULL;
+    const odm_table *t =
+        p && p->size >= sizeof(od_put) ? odm_table_find(&s->tables, p->table) : NULL;
     if (!t || !od_storage_valid_key(p->key) || !p->body || p->cond > OD_PUT_IF_VERSION ||
-        !valid_index_values(t, p->idx, p->n_idx))
+        !odm_tables_values(&s->tables, t, p->idx, p->n_idx, NULL))
         return OD_ERR_INVALID;
     *a = (put_args){t, p->key, p->body, p->len, p->idx, p->n_idx, p->cond, p->expected, 0};
     return OD_OK;
@@ -636,7 +552,7 @@ static od_status ss_del(void *self, const char *table, const char *key, uint64_t
 {
     ss *s = self;
     od_status status = OD_OK;
-    if (!table_find(s, table) || !od_storage_valid_key(key))
+    if (!odm_table_find(&s->tables, table) || !od_storage_valid_key(key))
         return OD_ERR_INVALID;
     odsql_conn *c = conn(s, &status);
     del_args a = {table, key, expected};
@@ -858,9 +774,9 @@ static od_status ss_query(void *self, const char *table, const char *index, cons
                           const char *cursor, uint32_t limit, uint32_t descending, od_page *out)
 {
     ss *s = self;
-    const ss_table *t = table_find(s, table);
-    const ss_index *x = t ? index_find(t, index) : NULL;
-    if (!x || !valid_bytes(value, SS_VALUE_MAX) || descending > 1 || !out)
+    const odm_table *t = odm_table_find(&s->tables, table);
+    const odm_index *x = t ? odm_index_find(t, index) : NULL;
+    if (!x || !odm_tables_valid_value(&s->tables, value) || descending > 1 || !out)
         return OD_ERR_INVALID;
     page_args a = {{'q', descending ? 'd' : 'a', t->name, x->name, value}, (int)x->unique, NULL,
                    limit, out};
@@ -871,7 +787,7 @@ static od_status ss_scan(void *self, const char *table, const char *cursor, uint
                          uint32_t descending, od_page *out)
 {
     ss *s = self;
-    const ss_table *t = table_find(s, table);
+    const odm_table *t = odm_table_find(&s->tables, table);
     if (!t || descending > 1 || !out)
         return OD_ERR_INVALID;
     page_args a = {{'s', descending ? 'd' : 'a', t->name, NULL, NULL}, 0, NULL, limit, out};
@@ -1081,6 +997,7 @@ static od_status ss_init(const od_host_api *host, od_module *mod, void **self)
         return OD_ERR_NOMEM;
     s->host = host;
     s->mod = mod;
+    odm_tables_init(&s->tables, host, mod, "sqlite", NULL);
     od_status status = odsql_open(&s->db, host, mod, "storage", SQL, ST_COUNT, &schema);
     if (status != OD_OK) {
         host->free(s);
