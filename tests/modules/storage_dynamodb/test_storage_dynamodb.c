@@ -548,11 +548,13 @@ static void stub_op(const lstub_req *r, char *op, size_t cap)
 {
     static const char PFX[] = "DynamoDB_20120810.";
     char target[128];
-    if (lstub_header(r, "X-Amz-Target", target, sizeof target) == 0 &&
-        strncmp(target, PFX, sizeof PFX - 1) == 0)
-        snprintf(op, cap, "%s", target + sizeof PFX - 1);
-    else
-        op[0] = '\0';
+    op[0] = '\0';
+    if (lstub_header(r, "X-Amz-Target", target, sizeof target) != 0 ||
+        strncmp(target, PFX, sizeof PFX - 1) != 0)
+        return;
+    size_t n = strlen(target + sizeof PFX - 1);
+    if (n < cap) /* a longer name is no operation the stub answers */
+        memcpy(op, target + sizeof PFX - 1, n + 1);
 }
 
 /* How many of the first `end` requests name op. */
