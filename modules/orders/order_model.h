@@ -20,6 +20,9 @@
 
 #define ODO_TABLE_ORDERS "orders"
 #define ODO_TABLE_IDEMPOTENCY "idempotency"
+/* One document per Idempotency-Key record, keyed by its creation time so
+ * the oldest come first (docs/data-model.md). */
+#define ODO_TABLE_IDEM_EXPIRY "idempotency_expiry"
 #define ODO_TABLE_PRODUCTS "products"
 #define ODO_COUNTER_STOCK "stock"
 

@@ -7,13 +7,23 @@
  * GET /api/orders lists the caller's orders newest first (admins: all, with
  * ?status= or ?customerId=); GET and DELETE /api/orders/:id read and cancel
  * one order, answering 404 to anyone but its owner and admins. An
- * Idempotency-Key header makes POST safe to retry (docs/orders.md).
- * Config keys: `max_items` (1..1000, default 100: entries of "items");
- * `pipeline` is read by the core (docs/configuration.md). Owns no threads: handlers run on the HTTP
- * workers, and the module state is read-only after init (metric updates
- * are the host's lock-free atomics).
+ * Idempotency-Key header makes POST safe to retry (docs/orders.md); its
+ * record counts for `idempotency_ttl_hours`, and a janitor deletes expired
+ * records in creation order.
+ * Config keys: `max_items` (1..1000, default 100: entries of "items"),
+ * `idempotency_ttl_hours` (1..8760, default 24), `idempotency_sweep_interval_ms`
+ * (0..86400000, default 60000, 0: no janitor); `pipeline` is read by the core
+ * (docs/configuration.md). Threads: handlers run on the HTTP workers; the
+ * janitor is one thread, started by start() and joined by stop(). Module
+ * state is read-only after init except the janitor's stop flag and its
+ * lock (metric updates are the host's lock-free atomics).
  */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +44,20 @@
 #define IDEM_WAIT_MS 2000
 #define IDEM_POLL_MS 20
 /* A record this old without its order belongs to a request that died
- * between the two writes: the retry creates the order under its id. */
+ * between the two writes: the retry creates the order under its id. An
+ * expired record whose end began this long ago and is not done belongs to
+ * an ender that died: its end may be taken over. */
 #define IDEM_STALE_MS 60000
+#define IDEM_TTL_HOURS_DEFAULT 24
+#define IDEM_TTL_HOURS_MAX 8760
+#define IDEM_SWEEP_INTERVAL_DEFAULT 60000
+#define IDEM_SWEEP_INTERVAL_MAX 86400000
+#define IDEM_SWEEP_PAGE 100 /* expiry docs per storage scan of a sweep */
 #define SHA256_HEX_LEN 64
+/* "<customer>:<Idempotency-Key>", and "<createdAt ms, 13+ digits>:" + that */
+#define IDEM_RECORD_KEY_MAX (OD_ID_MAX + IDEM_KEY_MAX + 2)
+#define IDEM_EXPIRY_KEY_MAX (21 + IDEM_RECORD_KEY_MAX)
+#define IDEM_EXPIRY_BODY_MAX (OD_ID_MAX + 96)
 
 typedef struct orders {
     const od_host_api *host;
@@ -46,8 +67,21 @@ typedef struct orders {
     int batch;       /* storage has put_batch: record + order in one transaction */
     int shared;      /* ... and the queue message too (storage and queue share a store) */
     size_t max_items;
+    int64_t idem_ttl_ms;
+    uint32_t sweep_interval_ms; /* 0: no janitor */
     od_metric *created_normal, *created_high;
     od_metric *entered_pending, *entered_cancelled;
+    od_metric *idem_expired;
+
+    /* The janitor. janitor_started is only touched by start()/stop() on
+     * the main thread; stop() sets janitor_stop under janitor_lock and
+     * signals janitor_wake, so a janitor waiting for its next sweep cannot
+     * miss the wake-up, and one sweeping checks the flag between documents. */
+    pthread_t janitor;
+    int janitor_started;
+    atomic_int janitor_stop;
+    pthread_mutex_t janitor_lock;
+    pthread_cond_t janitor_wake;
 } orders;
 
 /* One priced line of a new order; product_id is borrowed from the body. */
@@ -65,11 +99,12 @@ typedef struct order_request {
     char hash[SHA256_HEX_LEN + 1]; /* of the canonical request */
 } order_request;
 
-/* What an Idempotency-Key record says. */
+/* What an Idempotency-Key record says, and the version read. */
 typedef struct idem_record {
     char order_id[OD_ID_MAX];
     char hash[SHA256_HEX_LEN + 1];
     int64_t created_ms;
+    uint64_t version;
 } idem_record;
 
 static int printable_ascii(const char *s, size_t max)
@@ -431,6 +466,7 @@ static od_status idem_find(orders *o, const char *key, idem_record *rec)
     if (s != OD_OK)
         return s;
     json_object *r = json_tokener_parse(d.body);
+    uint64_t version = d.version;
     od_doc_clear(o->host, &d);
     const char *order_id = r ? odo_str(r, "orderId") : "";
     const char *hash = r ? odo_str(r, "requestHash") : "";
@@ -439,38 +475,278 @@ static od_status idem_find(orders *o, const char *key, idem_record *rec)
         snprintf(rec->order_id, sizeof rec->order_id, "%s", order_id);
         snprintf(rec->hash, sizeof rec->hash, "%s", hash);
         rec->created_ms = parse_iso8601_ms(odo_str(r, "createdAt"));
+        rec->version = version;
         s = OD_OK;
     }
     json_object_put(r);
     return s;
 }
 
-/* What a new order claims under its Idempotency-Key. */
+/* A record counts for idempotency_ttl_hours; one whose createdAt cannot be
+ * read counts as expired. */
+static int idem_expired(orders *o, const idem_record *rec)
+{
+    return o->host->now_ms() - rec->created_ms >= o->idem_ttl_ms;
+}
+
+/* What a new order claims under its Idempotency-Key: the record and its
+ * expiry doc, both written with the order. */
 typedef struct idem_claim {
     const char *key;  /* "<customer>:<Idempotency-Key>" */
     const char *hash; /* of the canonical request */
     char body[256];   /* the record, filled by idem_body() */
     size_t len;
+    char expiry_key[IDEM_EXPIRY_KEY_MAX];
+    char expiry_body[IDEM_EXPIRY_BODY_MAX];
+    size_t expiry_len;
 } idem_claim;
+
+/* ---- expiry of idempotency records ----
+ *
+ * Each record (a "generation" of its key: what one claim wrote) has a doc
+ * in idempotency_expiry keyed "<createdAt ms, 13 digits>:<record key>",
+ * written with it, so a scan in key order meets the oldest first and a
+ * sweep reads what expired plus one page, never the whole table.
+ *
+ * The doc is also the generation's token. Record versions cannot tell two
+ * generations apart: every record is created at version 1, so "delete the
+ * expired record with the version read" could delete the NEXT generation,
+ * created by a concurrent request in between (ABA), and make one key two
+ * orders. The doc's key names one generation and is never written again
+ * once it ends (createdAt only grows), so a conditional write on it has no
+ * ABA: whoever ends a generation, a request reusing the key or a janitor,
+ * first marks its doc ended (IF_VERSION on the doc read, IF_ABSENT for a
+ * record from before expiry docs); of concurrent enders one wins, and only
+ * the winner deletes the record, after re-reading that it still is that
+ * generation (same orderId and createdAt). Nobody else deletes or replaces
+ * that record meanwhile: other enders lost, a new claim needs the key
+ * free, and an undo only removes what its own request just wrote. An
+ * ender that died leaves the doc ended and the record in place: after
+ * IDEM_STALE_MS its end may be taken over (IF_VERSION again). */
+
+typedef struct idem_expiry {
+    char order_id[OD_ID_MAX]; /* "" when the doc is unreadable */
+    int64_t ended_ms;         /* 0 while the generation lives */
+    uint64_t version;
+} idem_expiry;
+
+static void expiry_key(char *out, int64_t created_ms, const char *record_key)
+{
+    snprintf(out, IDEM_EXPIRY_KEY_MAX, "%013" PRId64 ":%s", created_ms, record_key);
+}
+
+static size_t expiry_body(char *out, const char *order_id, int64_t created_ms, int64_t ended_ms)
+{
+    int n = snprintf(out, IDEM_EXPIRY_BODY_MAX, "{\"orderId\":\"%s\",\"createdAtMs\":%" PRId64,
+                     order_id, created_ms);
+    if (ended_ms != 0)
+        n += snprintf(out + n, IDEM_EXPIRY_BODY_MAX - (size_t)n, ",\"endedAtMs\":%" PRId64,
+                      ended_ms);
+    n += snprintf(out + n, IDEM_EXPIRY_BODY_MAX - (size_t)n, "}");
+    return (size_t)n;
+}
+
+static void expiry_parse(const od_doc *d, idem_expiry *e)
+{
+    json_object *j = json_tokener_parse(d->body);
+    const char *order_id = j ? odo_str(j, "orderId") : "";
+    *e = (idem_expiry){.version = d->version};
+    if (strlen(order_id) < sizeof e->order_id)
+        snprintf(e->order_id, sizeof e->order_id, "%s", order_id);
+    e->ended_ms = j ? int_member(j, "endedAtMs") : 0;
+    json_object_put(j);
+}
+
+static int same_generation(const idem_record *rec, const char *order_id, int64_t created_ms)
+{
+    return rec->created_ms == created_ms && strcmp(rec->order_id, order_id) == 0;
+}
+
+static void forget(orders *o, const char *table, const char *key, uint64_t expected)
+{
+    od_status s = o->db.storage->ops->del(o->db.storage->self, table, key, expected);
+    if (s != OD_OK && s != OD_ERR_NOT_FOUND && s != OD_ERR_CONFLICT)
+        o->host->log(o->mod, OD_LOG_ERROR, "cannot remove %s document: %s", table,
+                     od_status_str(s));
+}
+
+/* Take the end of generation rec of record_key (the caller saw it
+ * expire); see above. */
+static od_status expiry_take(orders *o, const char *ekey, const idem_record *rec, int64_t now,
+                             uint64_t *version)
+{
+    const od_storage *st = o->db.storage;
+    char body[IDEM_EXPIRY_BODY_MAX];
+    od_doc d = {0};
+    idem_expiry e = {.version = 0};
+    uint32_t cond = OD_PUT_IF_ABSENT;
+    od_status s = st->ops->get(st->self, ODO_TABLE_IDEM_EXPIRY, ekey, &d);
+    if (s == OD_OK) {
+        expiry_parse(&d, &e);
+        od_doc_clear(o->host, &d);
+        if (e.ended_ms != 0 && now - e.ended_ms < IDEM_STALE_MS)
+            return OD_ERR_CONFLICT; /* being ended right now */
+        cond = OD_PUT_IF_VERSION;
+    } else if (s != OD_ERR_NOT_FOUND) {
+        return s;
+    }
+    size_t len = expiry_body(body, rec->order_id, rec->created_ms, now);
+    s = st->ops->put(st->self, ODO_TABLE_IDEM_EXPIRY, ekey, body, len, NULL, 0, cond, e.version,
+                     version);
+    return s == OD_ERR_EXISTS || s == OD_ERR_NOT_FOUND ? OD_ERR_CONFLICT : s;
+}
+
+/* End the expired generation rec of record_key: OD_OK once its record is
+ * gone (deleted here, *deleted = 1, or earlier by someone else);
+ * OD_ERR_CONFLICT while another request or janitor is ending it; else the
+ * storage's status. */
+static od_status idem_end(orders *o, const char *record_key, const idem_record *rec, int *deleted)
+{
+    const od_storage *st = o->db.storage;
+    char ekey[IDEM_EXPIRY_KEY_MAX];
+    uint64_t version = 0;
+    idem_record cur;
+    expiry_key(ekey, rec->created_ms, record_key);
+    od_status s = expiry_take(o, ekey, rec, o->host->now_ms(), &version);
+    if (s != OD_OK)
+        return s;
+    s = idem_find(o, record_key, &cur);
+    if (s == OD_OK && same_generation(&cur, rec->order_id, rec->created_ms)) {
+        s = st->ops->del(st->self, ODO_TABLE_IDEMPOTENCY, record_key, cur.version);
+        if (s == OD_OK) {
+            *deleted = 1;
+            o->host->metric_add(o->idem_expired, 1);
+        }
+    } else if (s == OD_ERR_INTERNAL) {
+        s = OD_OK; /* another generation, unreadable: not ours to judge */
+    }
+    if (s != OD_OK && s != OD_ERR_NOT_FOUND)
+        return s; /* the doc stays ended: retried after IDEM_STALE_MS */
+    forget(o, ODO_TABLE_IDEM_EXPIRY, ekey, version);
+    return OD_OK;
+}
 
 static void idem_body(orders *o, idem_claim *claim, const char *order_id)
 {
     char at[ODM_TIME_LEN + 1];
-    odm_iso8601(o->host->now_ms(), at);
+    int64_t now = o->host->now_ms();
+    odm_iso8601(now, at);
     int n = snprintf(claim->body, sizeof claim->body,
                      "{\"orderId\":\"%s\",\"requestHash\":\"%s\",\"createdAt\":\"%s\"}", order_id,
                      claim->hash, at);
     claim->len = (size_t)n;
+    expiry_key(claim->expiry_key, now, claim->key);
+    claim->expiry_len = expiry_body(claim->expiry_body, order_id, now, 0);
 }
 
-static void idem_forget(orders *o, const char *key)
+/* Undo a claim this request wrote (no one else can have ended it yet). */
+static void idem_forget(orders *o, const idem_claim *claim)
 {
-    if (key == NULL)
+    if (claim == NULL)
         return;
-    od_status s = o->db.storage->ops->del(o->db.storage->self, ODO_TABLE_IDEMPOTENCY, key, 0);
-    if (s != OD_OK && s != OD_ERR_NOT_FOUND)
-        o->host->log(o->mod, OD_LOG_ERROR, "cannot remove idempotency record: %s",
-                     od_status_str(s));
+    forget(o, ODO_TABLE_IDEMPOTENCY, claim->key, 0);
+    forget(o, ODO_TABLE_IDEM_EXPIRY, claim->expiry_key, 0);
+}
+
+/* ---- the janitor ---- */
+
+static int janitor_stopping(orders *o)
+{
+    return atomic_load(&o->janitor_stop) || o->host->stopping();
+}
+
+/* One expiry doc of a sweep; sets *done at the first one not yet expired. */
+static od_status sweep_doc(orders *o, const od_doc *d, int64_t cutoff, int *done, size_t *deleted)
+{
+    const od_storage *st = o->db.storage;
+    char *end = NULL;
+    idem_expiry e;
+    idem_record rec;
+    errno = 0;
+    long long created = strtoll(d->key, &end, 10);
+    if (errno != 0 || end == d->key || *end != ':' || end[1] == '\0') {
+        o->host->log(o->mod, OD_LOG_WARN, "%s: malformed key \"%s\" deleted",
+                     ODO_TABLE_IDEM_EXPIRY, d->key);
+        forget(o, ODO_TABLE_IDEM_EXPIRY, d->key, d->version);
+        return OD_OK;
+    }
+    if (created > cutoff) {
+        *done = 1;
+        return OD_OK;
+    }
+    const char *record_key = end + 1;
+    expiry_parse(d, &e);
+    od_status s = idem_find(o, record_key, &rec);
+    if (s == OD_OK && same_generation(&rec, e.order_id, created)) {
+        int gone = 0;
+        s = idem_end(o, record_key, &rec, &gone);
+        *deleted += (size_t)gone;
+        return s == OD_ERR_CONFLICT ? OD_OK : s;
+    }
+    if (s != OD_OK && s != OD_ERR_NOT_FOUND && s != OD_ERR_INTERNAL)
+        return s;
+    /* Its generation is gone (ended, undone or replaced): only the doc is
+     * left. A conflict means someone is ending it: their business. */
+    s = st->ops->del(st->self, ODO_TABLE_IDEM_EXPIRY, d->key, d->version);
+    return s == OD_ERR_NOT_FOUND || s == OD_ERR_CONFLICT ? OD_OK : s;
+}
+
+/* Oldest first, up to the first doc not yet expired: the pages read are
+ * what expired plus one. Several orderd instances may sweep at once: each
+ * delete is conditional, and what another did is skipped. */
+static void sweep(orders *o)
+{
+    const od_storage *st = o->db.storage;
+    int64_t cutoff = o->host->now_ms() - o->idem_ttl_ms;
+    char *cursor = NULL;
+    size_t deleted = 0;
+    int done = 0;
+    od_status s;
+    do {
+        od_page page = {0};
+        s = st->ops->scan(st->self, ODO_TABLE_IDEM_EXPIRY, cursor, IDEM_SWEEP_PAGE, 0, &page);
+        o->host->free(cursor);
+        cursor = NULL;
+        for (size_t i = 0; s == OD_OK && !done && i < page.count && !janitor_stopping(o); i++)
+            s = sweep_doc(o, &page.items[i], cutoff, &done, &deleted);
+        if (s == OD_OK && !done && page.next != NULL)
+            cursor = o->host->strdup(page.next);
+        od_page_clear(o->host, &page);
+    } while (cursor != NULL && !janitor_stopping(o));
+    o->host->free(cursor);
+    if (s != OD_OK)
+        o->host->log(o->mod, OD_LOG_WARN, "idempotency sweep stopped: %s; next in %" PRIu32 " ms",
+                     od_status_str(s), o->sweep_interval_ms);
+    if (deleted > 0)
+        o->host->log(o->mod, OD_LOG_INFO,
+                     "idempotency sweep: %zu expired Idempotency-Key records deleted", deleted);
+}
+
+/* Wait one interval; 0 once stop is requested. */
+static int janitor_wait(orders *o)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += o->sweep_interval_ms / 1000;
+    until.tv_nsec += (long)(o->sweep_interval_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&o->janitor_lock);
+    int rc = 0;
+    while (!atomic_load(&o->janitor_stop) && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&o->janitor_wake, &o->janitor_lock, &until);
+    pthread_mutex_unlock(&o->janitor_lock);
+    return !janitor_stopping(o);
+}
+
+static void *janitor_main(void *arg)
+{
+    orders *o = arg;
+    while (janitor_wait(o))
+        sweep(o);
+    return NULL;
 }
 
 /* ---- POST /api/orders ---- */
@@ -495,8 +771,26 @@ static od_status unstore_unqueued(orders *o, const char *order_id, uint64_t vers
     if (ds != OD_OK)
         o->host->log(o->mod, OD_LOG_ERROR, "cannot remove unqueued order %s: %s", order_id,
                      od_status_str(ds));
-    idem_forget(o, claim ? claim->key : NULL);
+    idem_forget(o, claim);
     return OD_ERR_UNAVAILABLE;
+}
+
+/* The claim's expiry doc, then its record, each IF_ABSENT. The doc goes
+ * first: a crash between the two leaves a doc the janitor deletes, never
+ * a record no sweep can find. */
+static od_status claim_in_steps(orders *o, const idem_claim *claim)
+{
+    const od_storage *st = o->db.storage;
+    od_status s = st->ops->put(st->self, ODO_TABLE_IDEM_EXPIRY, claim->expiry_key,
+                               claim->expiry_body, claim->expiry_len, NULL, 0, OD_PUT_IF_ABSENT, 0,
+                               NULL);
+    if (s != OD_OK)
+        return s;
+    s = st->ops->put(st->self, ODO_TABLE_IDEMPOTENCY, claim->key, claim->body, claim->len, NULL, 0,
+                     OD_PUT_IF_ABSENT, 0, NULL);
+    if (s != OD_OK)
+        forget(o, ODO_TABLE_IDEM_EXPIRY, claim->expiry_key, 0);
+    return s;
 }
 
 /* Without put_batch: the claim, then the order, then the message; each
@@ -506,10 +800,8 @@ static od_status unstore_unqueued(orders *o, const char *order_id, uint64_t vers
 static od_status store_in_steps(orders *o, json_object *doc, const char *order_id, int high,
                                 const idem_claim *claim, uint64_t *version, int *taken)
 {
-    const od_storage *st = o->db.storage;
     od_status s = OD_OK;
-    if (claim && (s = st->ops->put(st->self, ODO_TABLE_IDEMPOTENCY, claim->key, claim->body,
-                                   claim->len, NULL, 0, OD_PUT_IF_ABSENT, 0, NULL)) != OD_OK) {
+    if (claim && (s = claim_in_steps(o, claim)) != OD_OK) {
         *taken = s == OD_ERR_EXISTS ? TAKEN_KEY : TAKEN_NONE;
         return s;
     }
@@ -517,16 +809,17 @@ static od_status store_in_steps(orders *o, json_object *doc, const char *order_i
     if (s == OD_ERR_EXISTS)
         *taken = TAKEN_ORDER;
     if (s != OD_OK) {
-        idem_forget(o, claim ? claim->key : NULL);
+        idem_forget(o, claim);
         return s;
     }
     s = enqueue(o, order_id, high);
     return s == OD_OK ? OD_OK : unstore_unqueued(o, order_id, *version, claim, s);
 }
 
-/* With put_batch: the claim and the order in one transaction, and the
- * queue message in it too when the queue shares the storage's store
- * (docs/sqlite.md); else the message is sent after the commit. */
+/* With put_batch: the claim (record and expiry doc) and the order in one
+ * transaction, and the queue message in it too when the queue shares the
+ * storage's store (docs/sqlite.md); else the message is sent after the
+ * commit. */
 static od_status store_in_batch(orders *o, json_object *doc, const char *order_id, int high,
                                 const idem_claim *claim, uint64_t *version, int *taken)
 {
@@ -534,19 +827,23 @@ static od_status store_in_batch(orders *o, json_object *doc, const char *order_i
     od_put key_put = {.size = sizeof(od_put), .cond = OD_PUT_IF_ABSENT,
                       .table = ODO_TABLE_IDEMPOTENCY, .key = claim ? claim->key : NULL,
                       .body = claim ? claim->body : NULL, .len = claim ? claim->len : 0};
+    od_put expiry_put = {.size = sizeof(od_put), .cond = OD_PUT_IF_ABSENT,
+                         .table = ODO_TABLE_IDEM_EXPIRY, .key = claim ? claim->expiry_key : NULL,
+                         .body = claim ? claim->expiry_body : NULL,
+                         .len = claim ? claim->expiry_len : 0};
     odo_put order_put;
     od_status s = odo_put_of(doc, OD_PUT_IF_ABSENT, 0, &order_put);
     if (s != OD_OK)
         return s;
-    const od_put *puts[2] = {&order_put.put, &key_put};
-    size_t n = claim ? 2 : 1, failed = OD_BATCH_NONE;
-    uint64_t versions[2] = {0, 0};
+    const od_put *puts[3] = {&order_put.put, &key_put, &expiry_put};
+    size_t n = claim ? 3 : 1, failed = OD_BATCH_NONE;
+    uint64_t versions[3] = {0, 0, 0};
     char msg[ORDER_MESSAGE_MAX];
     od_outbox box = {.size = sizeof box, .lane = order_lane(high), .queue = o->queue,
                      .body = msg, .len = order_message(order_id, msg)};
     s = st->ops->put_batch(st->self, puts, n, o->shared ? &box : NULL, versions, &failed);
     if (s == OD_ERR_EXISTS)
-        *taken = failed == 0 ? TAKEN_ORDER : failed == 1 ? TAKEN_KEY : TAKEN_NONE;
+        *taken = failed == 0 ? TAKEN_ORDER : failed < n ? TAKEN_KEY : TAKEN_NONE;
     if (s != OD_OK)
         return s;
     *version = versions[0];
@@ -574,13 +871,13 @@ static od_status reply_existing(orders *o, od_request *req, const char *order_id
     return s;
 }
 
-static od_status replay_key(orders *o, od_request *req, const char *customer_id, const char *key,
-                            order_request *rq);
-
 /* Store the priced order under order_id, with its Idempotency-Key claim
- * when given, and queue it. The order only exists if it is queued. */
+ * when given, and queue it. The order only exists if it is queued. When
+ * another request holds the claim's key, nothing is answered and *lost is
+ * set: look at the key again. */
 static od_status commit_order(orders *o, od_request *req, const char *customer_id,
-                              const char *order_id, order_request *rq, idem_claim *claim)
+                              const char *order_id, order_request *rq, idem_claim *claim,
+                              int *lost)
 {
     json_object *doc = order_doc_new(o, customer_id, order_id, rq);
     uint64_t version = 0;
@@ -599,10 +896,11 @@ static od_status commit_order(orders *o, od_request *req, const char *customer_i
     json_object_put(doc);
     if (s != OD_ERR_EXISTS || taken == TAKEN_NONE)
         return odm_reply_status(o->host, req, s);
-    if (taken == TAKEN_ORDER)
+    if (taken == TAKEN_ORDER || lost == NULL)
         return reply_existing(o, req, order_id);
     /* Another request claimed the key between our look and our write. */
-    return replay_key(o, req, customer_id, claim->key, rq);
+    *lost = 1;
+    return OD_OK;
 }
 
 /* Price the lines; on failure the reply (404 for an unknown product) has
@@ -629,7 +927,7 @@ static od_status price_and_commit(orders *o, od_request *req, const char *custom
     od_status s = price_or_reply(o, req, rq, &replied);
     if (replied)
         return s;
-    return commit_order(o, req, customer_id, order_id, rq, NULL);
+    return commit_order(o, req, customer_id, order_id, rq, NULL, NULL);
 }
 
 static void sleep_ms(int ms)
@@ -668,38 +966,65 @@ static od_status replay(orders *o, od_request *req, const char *customer_id, con
     }
 }
 
-static od_status replay_key(orders *o, od_request *req, const char *customer_id, const char *key,
-                            order_request *rq)
+/* Answer the request with the key free: price (once: an unknown product
+ * answers 404 before the key is claimed, so the client may correct the
+ * body and retry with the same key), then claim and commit. *lost: as
+ * for commit_order. */
+static od_status claim_free_key(orders *o, od_request *req, const char *customer_id,
+                                const char *idem_key, order_request *rq, char *order_id,
+                                int *lost)
 {
-    idem_record rec;
-    od_status s = idem_find(o, key, &rec);
-    if (s == OD_OK)
-        return replay(o, req, customer_id, &rec, rq);
-    return odm_reply_status(o->host, req, s == OD_ERR_NOT_FOUND ? OD_ERR_UNAVAILABLE : s);
+    if (order_id[0] == '\0') {
+        od_status s = o->host->new_id(order_id);
+        if (s != OD_OK)
+            return s;
+        int replied = 0;
+        s = price_or_reply(o, req, rq, &replied);
+        if (replied)
+            return s;
+    }
+    idem_claim claim = {.key = idem_key, .hash = rq->hash};
+    return commit_order(o, req, customer_id, order_id, rq, &claim, lost);
 }
 
+/* Look at the key until this request is answered: a live record replays,
+ * an expired one is ended (idem_end) and the key claimed afresh, a free
+ * key is claimed. Losing a race means looking again; after IDEM_WAIT_MS
+ * of that the answer is 409 "in progress". */
 static od_status create_idempotent(orders *o, od_request *req, const char *customer_id,
                                    const char *key, order_request *rq)
 {
-    char idem_key[OD_ID_MAX + IDEM_KEY_MAX + 2];
-    char order_id[OD_UUID_STR_LEN + 1];
-    idem_record rec;
+    char idem_key[IDEM_RECORD_KEY_MAX];
+    char order_id[OD_UUID_STR_LEN + 1] = "";
+    int64_t deadline = o->host->monotonic_ms() + IDEM_WAIT_MS;
     snprintf(idem_key, sizeof idem_key, "%s:%s", customer_id, key);
-    od_status s = idem_find(o, idem_key, &rec);
-    if (s == OD_OK)
-        return replay(o, req, customer_id, &rec, rq);
-    if (s != OD_ERR_NOT_FOUND)
-        return odm_reply_status(o->host, req, s);
-    if ((s = o->host->new_id(order_id)) != OD_OK)
-        return s;
-    /* Unknown products answer 404 before the key is claimed, so the
-     * client may correct the body and retry with the same key. */
-    int replied = 0;
-    s = price_or_reply(o, req, rq, &replied);
-    if (replied)
-        return s;
-    idem_claim claim = {.key = idem_key, .hash = rq->hash};
-    return commit_order(o, req, customer_id, order_id, rq, &claim);
+    for (int misses = 0;;) {
+        idem_record rec;
+        int lost = 0, deleted = 0;
+        od_status s = idem_find(o, idem_key, &rec);
+        if (s == OD_OK && !idem_expired(o, &rec))
+            return replay(o, req, customer_id, &rec, rq);
+        if (s == OD_OK) {
+            s = idem_end(o, idem_key, &rec, &deleted);
+            if (s == OD_ERR_CONFLICT)
+                misses += 2; /* someone else is ending it: give them time */
+            else if (s != OD_OK)
+                return odm_reply_status(o->host, req, s);
+        } else if (s == OD_ERR_NOT_FOUND) {
+            s = claim_free_key(o, req, customer_id, idem_key, rq, order_id, &lost);
+            if (!lost)
+                return s;
+            misses++; /* the winner's record is usually there at once */
+        } else {
+            return odm_reply_status(o->host, req, s);
+        }
+        if (misses < 2)
+            continue;
+        if (o->host->monotonic_ms() >= deadline)
+            return o->host->reply_error(req, 409, "conflict",
+                                        "A request with this Idempotency-Key is in progress");
+        sleep_ms(IDEM_POLL_MS);
+    }
 }
 
 static od_status h_create(void *self, od_request *req)
@@ -931,6 +1256,7 @@ static od_status define_tables(orders *o)
     const od_table_def tables[] = {
         {sizeof(od_table_def), ODO_TABLE_ORDERS, ORDER_INDEXES, 2},
         {sizeof(od_table_def), ODO_TABLE_IDEMPOTENCY, NULL, 0},
+        {sizeof(od_table_def), ODO_TABLE_IDEM_EXPIRY, NULL, 0},
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         od_status s = o->db.storage->ops->define_table(o->db.storage->self, &tables[i]);
@@ -956,7 +1282,10 @@ static od_status register_metrics(orders *o)
                                    ODO_METRIC_STATUS_HELP, "status=\"PENDING\"");
     o->entered_cancelled = h->metric(o->mod, OD_METRIC_COUNTER, ODO_METRIC_STATUS,
                                      ODO_METRIC_STATUS_HELP, "status=\"CANCELLED\"");
-    return o->created_normal && o->created_high && o->entered_pending && o->entered_cancelled
+    o->idem_expired = h->metric(o->mod, OD_METRIC_COUNTER, "orderd_idempotency_expired_total",
+                                "Idempotency-Key records deleted after idempotency_ttl_hours", NULL);
+    return o->created_normal && o->created_high && o->entered_pending && o->entered_cancelled &&
+                   o->idem_expired
                ? OD_OK
                : OD_ERR_NOMEM;
 }
@@ -983,10 +1312,18 @@ static od_status register_routes(orders *o)
 
 static od_status read_config(orders *o)
 {
-    int64_t max_items = 0;
+    int64_t max_items = 0, ttl_hours = 0, interval = 0;
     od_status s = o->host->config_int(o->mod, "max_items", ORDERS_MAX_ITEMS_DEFAULT, 1,
                                       ORDERS_MAX_ITEMS_LIMIT, &max_items);
+    if (s == OD_OK)
+        s = o->host->config_int(o->mod, "idempotency_ttl_hours", IDEM_TTL_HOURS_DEFAULT, 1,
+                                IDEM_TTL_HOURS_MAX, &ttl_hours);
+    if (s == OD_OK)
+        s = o->host->config_int(o->mod, "idempotency_sweep_interval_ms",
+                                IDEM_SWEEP_INTERVAL_DEFAULT, 0, IDEM_SWEEP_INTERVAL_MAX, &interval);
     o->max_items = (size_t)max_items;
+    o->idem_ttl_ms = ttl_hours * 3600 * 1000;
+    o->sweep_interval_ms = (uint32_t)interval;
     return s;
 }
 
@@ -1008,6 +1345,20 @@ static void detect_transactions(orders *o)
         o->host->log(o->mod, OD_LOG_INFO, "new orders: %s, then the queue message",
                      o->batch ? "order and Idempotency-Key record in one transaction"
                               : "Idempotency-Key record, then the order");
+}
+
+static od_status init_sync(orders *o)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return OD_ERR_NOMEM;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&o->janitor_wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0)
+        return OD_ERR_NOMEM;
+    pthread_mutex_init(&o->janitor_lock, NULL);
+    return OD_OK;
 }
 
 static od_status orders_init(const od_host_api *host, od_module *mod, void **self)
@@ -1034,6 +1385,8 @@ static od_status orders_init(const od_host_api *host, od_module *mod, void **sel
         s = register_metrics(o);
     if (s == OD_OK)
         s = register_routes(o);
+    if (s == OD_OK)
+        s = init_sync(o);
     if (s != OD_OK) {
         host->free(o);
         return s;
@@ -1042,9 +1395,54 @@ static od_status orders_init(const od_host_api *host, od_module *mod, void **sel
     return OD_OK;
 }
 
+/* Main thread. Blocks every signal in the janitor, like the core's threads. */
+static od_status orders_start(void *self)
+{
+    orders *o = self;
+    if (o->sweep_interval_ms == 0) {
+        o->host->log(o->mod, OD_LOG_INFO,
+                     "idempotency janitor off (idempotency_sweep_interval_ms = 0): expired "
+                     "Idempotency-Key records are only replaced when their key is reused");
+        return OD_OK;
+    }
+    atomic_store(&o->janitor_stop, 0);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&o->janitor, NULL, janitor_main, o);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        o->host->log(o->mod, OD_LOG_ERROR, "could not start the idempotency janitor thread");
+        return OD_ERR_INTERNAL;
+    }
+    o->janitor_started = 1;
+    o->host->log(o->mod, OD_LOG_INFO,
+                 "idempotency janitor: every %" PRIu32 " ms, deletes Idempotency-Key records "
+                 "older than %" PRId64 " h",
+                 o->sweep_interval_ms, o->idem_ttl_ms / 3600000);
+    return OD_OK;
+}
+
+/* Main thread: wakes the janitor whether it waits or sweeps, and joins it. */
+static void orders_stop(void *self)
+{
+    orders *o = self;
+    if (!o->janitor_started)
+        return;
+    pthread_mutex_lock(&o->janitor_lock);
+    atomic_store(&o->janitor_stop, 1);
+    pthread_cond_broadcast(&o->janitor_wake);
+    pthread_mutex_unlock(&o->janitor_lock);
+    pthread_join(o->janitor, NULL);
+    o->janitor_started = 0;
+}
+
 static void orders_destroy(void *self)
 {
     orders *o = self;
+    orders_stop(o);
+    pthread_cond_destroy(&o->janitor_wake);
+    pthread_mutex_destroy(&o->janitor_lock);
     o->host->free(o);
 }
 
@@ -1058,6 +1456,8 @@ static const od_module_desc ORDERS_MODULE = {
     .version = "1.0.0",
     .description = "Orders: create, list, read and cancel; queues new orders",
     .init = orders_init,
+    .start = orders_start,
+    .stop = orders_stop,
     .destroy = orders_destroy,
     .ops = NULL,
 };

@@ -19,6 +19,8 @@ static int write_mode = FX_MODE_STEPS; /* read by fx_up, reset by fx_down */
 static atomic_int storage_down, batch_down, send_down;
 static atomic_size_t n_batches, n_sends, n_notifies;
 static _Atomic(fx_batch_hook) before_batch;
+static _Atomic(fx_del_hook) before_del;
+static const char *_Atomic before_del_table;
 
 void fx_use_mode(int mode)
 {
@@ -57,6 +59,12 @@ void fx_before_batch(fx_batch_hook fn)
     atomic_store(&before_batch, fn);
 }
 
+void fx_before_del(const char *table, fx_del_hook fn)
+{
+    atomic_store(&before_del_table, table);
+    atomic_store(&before_del, fn);
+}
+
 size_t fx_batches(void)
 {
     return atomic_load(&n_batches);
@@ -91,6 +99,12 @@ static od_status w_put(void *x, const char *t, const char *k, const char *b, siz
 }
 static od_status w_del(void *x, const char *t, const char *k, uint64_t exp)
 {
+    const char *table = atomic_load(&before_del_table);
+    if (table && strcmp(table, t) == 0) {
+        fx_del_hook hook = atomic_exchange(&before_del, NULL);
+        if (hook)
+            hook(k);
+    }
     return DOWN_OR(del(FX.st.self, t, k, exp));
 }
 static od_status w_lookup(void *x, const char *t, const char *i, const char *v, od_doc *out)
@@ -269,6 +283,21 @@ static void load(fx_module *m, const char *file, const char *group)
     m->mod = mock_module_new(group);
 }
 
+/* Config the orders module gets at its next init. */
+#define FX_CONFIG_MAX 8
+static struct {
+    const char *key;
+    int64_t value;
+} orders_config[FX_CONFIG_MAX];
+static size_t n_orders_config;
+
+void fx_orders_config(const char *key, int64_t value)
+{
+    ck_assert_uint_lt(n_orders_config, FX_CONFIG_MAX);
+    orders_config[n_orders_config].key = key;
+    orders_config[n_orders_config++].value = value;
+}
+
 static void init(fx_module *m)
 {
     od_status s = m->desc->init(mock_host_api(), m->mod, &m->self);
@@ -310,6 +339,7 @@ static const char *const METRICS[][2] = {
     {ODO_METRIC_STATUS, "status=\"PENDING\""},
     {ODO_METRIC_STATUS, "status=\"CANCELLED\""},
     {ODO_METRIC_STATUS, "status=\"COMPLETED\""},
+    {"orderd_idempotency_expired_total", ""},
 };
 static int64_t metric_base[sizeof METRICS / sizeof METRICS[0]];
 
@@ -333,6 +363,7 @@ void fx_up(void)
     fx_batch_unavailable(0);
     fx_send_unavailable(0);
     fx_before_batch(NULL);
+    fx_before_del(NULL, NULL);
     atomic_store(&n_batches, 0);
     atomic_store(&n_sends, 0);
     atomic_store(&n_notifies, 0);
@@ -351,6 +382,8 @@ void fx_up(void)
     step_up(&FX.reserve, "step_reserve_stock", "reserve_stock", &FX.steps[1]);
     step_up(&FX.complete, "step_complete", "complete", &FX.steps[2]);
     load(&FX.orders, "orders", "orders");
+    for (size_t i = 0; i < n_orders_config; i++)
+        mock_config_set_int(FX.orders.mod, orders_config[i].key, orders_config[i].value);
     init(&FX.orders);
 }
 
@@ -370,6 +403,7 @@ void fx_down(void)
     mock_set_queue(NULL);
     mock_routes_reset();
     write_mode = FX_MODE_STEPS;
+    n_orders_config = 0;
 }
 
 void fx_product(const char *name, int64_t price_cents, int64_t stock, char *id_out)
@@ -546,6 +580,11 @@ size_t fx_count_orders(void)
 size_t fx_count_idem(void)
 {
     return count_table(ODO_TABLE_IDEMPOTENCY);
+}
+
+size_t fx_count_expiry(void)
+{
+    return count_table(ODO_TABLE_IDEM_EXPIRY);
 }
 
 static void step_ctx(const char *order_id, od_doc *d, od_step_ctx *ctx)

@@ -51,6 +51,9 @@ const char *fx_mode_name(int mode);
 /* Backends, then the three steps and the orders module. */
 void fx_up(void);
 void fx_down(void);
+/* An int the orders module reads from its config group at its next init
+ * (set before fx_up; fx_down forgets them). */
+void fx_orders_config(const char *key, int64_t value);
 
 /* Modules see the backends through switches: on, every storage op of
  * theirs returns OD_ERR_UNAVAILABLE (FX.st, used by the fixture, stays up);
@@ -62,6 +65,10 @@ void fx_send_unavailable(int on);
  * puts (to write what a concurrent request would have written first). */
 typedef void (*fx_batch_hook)(const od_put *const *puts, size_t n);
 void fx_before_batch(fx_batch_hook fn);
+/* Run fn once, at the start of the next del a module calls on table (to
+ * do what a concurrent request would do right then). */
+typedef void (*fx_del_hook)(const char *key);
+void fx_before_del(const char *table, fx_del_hook fn);
 /* Since fx_up: put_batch calls that committed, sends through the queue
  * wrapper that succeeded, notify calls on the queue wrapper. */
 size_t fx_batches(void);
@@ -97,7 +104,8 @@ void fx_order(const char *user, const char *body, char *id_out);
 json_object *fx_order_doc(const char *order_id, uint64_t *version);
 void fx_set_status(const char *order_id, const char *status);
 size_t fx_count_orders(void);
-size_t fx_count_idem(void); /* Idempotency-Key records */
+size_t fx_count_idem(void);   /* Idempotency-Key records */
+size_t fx_count_expiry(void); /* their idempotency_expiry documents */
 
 /* Run a step on the stored order like the queue worker does. */
 int fx_run_step(const od_step *step, const char *order_id, char *reason_out);

@@ -1,10 +1,12 @@
 /*
  * test_orders.c - the orders service against the mock host with the real
  * storage_memory and queue_memory backends: create (both item forms), list,
- * read, cancel, validation, authorization and idempotency. Every test runs
- * once per way the module writes a new order (one suite per FX_MODE_*), and
- * each mode has tests of its own: what one create writes, what a failed
- * send or put_batch leaves behind, and the init log line naming the mode.
+ * read, cancel, validation, authorization and idempotency, its expiry
+ * (idempotency_ttl_hours) and the janitor that deletes expired records.
+ * Every test runs once per way the module writes a new order (one suite
+ * per FX_MODE_*), and each mode has tests of its own: what one create
+ * writes, what a failed send or put_batch leaves behind, and the init log
+ * line naming the mode.
  */
 #include <check.h>
 #include <pthread.h>
@@ -402,6 +404,10 @@ END_TEST
 
 /* ---- idempotency ---- */
 
+/* A fixed wall clock for the expiry tests (2026-09-21), and an hour. */
+#define T0 1790000000000LL
+#define HOUR_MS 3600000LL
+
 START_TEST(idempotent_replay_and_conflict)
 {
     char b1[256], b2[256], b3[256];
@@ -481,18 +487,19 @@ START_TEST(idempotency_heals_stale_record)
 {
     char body[256], id[OD_UUID_STR_LEN + 1];
     snprintf(body, sizeof body, "{\"items\":[\"%s\"]}", widget);
-    mock_set_now_ms(1700000000000LL);
+    mock_set_now_ms(T0);
     od_request *r = post(FX_ALICE, body, "crash");
     ck_assert_int_eq(mock_reply_status(r), 201);
     snprintf(id, sizeof id, "%s", fx_str(r, "data.id"));
     fx_free(r);
     ck_assert_int_eq(FX.st.ops->del(FX.st.self, ODO_TABLE_ORDERS, id, 0), OD_OK);
-    mock_set_now_ms(0);
+    mock_set_now_ms(T0 + 61000); /* stale, well within the TTL */
 
     r = post(FX_ALICE, body, "crash");
     ck_assert_msg(mock_reply_status(r) == 201, "%s", mock_reply_body(r));
     ck_assert_str_eq(fx_str(r, "data.id"), id);
     fx_free(r);
+    mock_set_now_ms(0);
     ck_assert_uint_eq(fx_count_orders(), 1);
 }
 END_TEST
@@ -545,7 +552,7 @@ static void *race(void *arg)
 
 /* n requests with one body and key at once: exactly one creates the order,
  * every other one is answered with that same order. */
-static void race_one_key(const char *body, const char *key, int n)
+static void race_one_key(const char *body, const char *key, int n, char *winner)
 {
     pthread_barrier_t go;
     pthread_barrier_init(&go, NULL, (unsigned)n);
@@ -568,6 +575,8 @@ static void race_one_key(const char *body, const char *key, int n)
         ck_assert_str_eq(x[i].id, x[0].id);
     }
     ck_assert_int_eq(created, 1);
+    if (winner)
+        snprintf(winner, OD_UUID_STR_LEN + 1, "%s", x[0].id);
 }
 
 /* What one order costs in each mode: committed put_batch calls, sends by
@@ -594,9 +603,10 @@ START_TEST(idempotency_concurrent_retries_make_one_order)
 {
     char body[256];
     snprintf(body, sizeof body, "{\"items\":[\"%s\"]}", widget);
-    race_one_key(body, "same-key", RACERS);
+    race_one_key(body, "same-key", RACERS, NULL);
     ck_assert_uint_eq(fx_count_orders(), 1);
     ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
     assert_writes(1);
     char got[RACERS][128];
     ck_assert_uint_eq(fx_drain(OD_LANE_NORMAL, got, RACERS), 1);
@@ -613,10 +623,11 @@ START_TEST(idempotency_concurrent_pairs)
     snprintf(body, sizeof body, "{\"items\":[\"%s\"]}", widget);
     for (int i = 0; i < PAIRS; i++) {
         snprintf(key, sizeof key, "pair-%d", i);
-        race_one_key(body, key, 2);
+        race_one_key(body, key, 2, NULL);
     }
     ck_assert_uint_eq(fx_count_orders(), PAIRS);
     ck_assert_uint_eq(fx_count_idem(), PAIRS);
+    ck_assert_uint_eq(fx_count_expiry(), PAIRS);
     ck_assert_int_eq(fx_queued(), PAIRS);
     assert_writes(PAIRS);
 }
@@ -660,6 +671,7 @@ static void assert_nothing_written(void)
 {
     ck_assert_uint_eq(fx_count_orders(), 0);
     ck_assert_uint_eq(fx_count_idem(), 0);
+    ck_assert_uint_eq(fx_count_expiry(), 0);
     ck_assert_int_eq(fx_queued(), 0);
     ck_assert_int_eq(fx_metric("orderd_orders_created_total", "priority=\"normal\""), 0);
 }
@@ -674,6 +686,7 @@ START_TEST(create_with_key_writes_each_once)
     fx_free(r);
     ck_assert_uint_eq(fx_count_orders(), 1);
     ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
     ck_assert_int_eq(fx_queued(), 1);
     assert_record_names("once", id);
     assert_writes(1);
@@ -786,8 +799,429 @@ START_TEST(batch_conflict_writes_no_message)
     fx_free(r);
     ck_assert_uint_eq(fx_count_orders(), 1);
     ck_assert_uint_eq(fx_count_idem(), 0);
+    ck_assert_uint_eq(fx_count_expiry(), 0);
     ck_assert_int_eq(fx_queued(), 0);
     assert_writes(0);
+}
+END_TEST
+
+/* ---- expiry of Idempotency-Key records ---- */
+
+static od_request *post_at(int64_t now_ms, const char *user, const char *body, const char *key)
+{
+    mock_set_now_ms(now_ms);
+    return post(user, body, key);
+}
+
+/* Post at now_ms, expect 201 and copy the id out. */
+static void create_at(int64_t now_ms, const char *body, const char *key, char *id_out)
+{
+    od_request *r = post_at(now_ms, FX_ALICE, body, key);
+    ck_assert_msg(mock_reply_status(r) == 201, "key %s: %s", key, mock_reply_body(r));
+    ck_assert_ptr_null(mock_reply_header(r, "Idempotent-Replayed"));
+    if (id_out)
+        snprintf(id_out, OD_UUID_STR_LEN + 1, "%s", fx_str(r, "data.id"));
+    fx_free(r);
+}
+
+static void expiry_key_of(char *out, size_t n, int64_t created_ms, const char *key)
+{
+    snprintf(out, n, "%013lld:%s:%s", (long long)created_ms, FX_ALICE, key);
+}
+
+/* Make a record look written before expiry docs existed: remove its doc. */
+static void drop_expiry_doc(int64_t created_ms, const char *key)
+{
+    char k[256];
+    expiry_key_of(k, sizeof k, created_ms, key);
+    ck_assert_int_eq(FX.st.ops->del(FX.st.self, ODO_TABLE_IDEM_EXPIRY, k, 0), OD_OK);
+}
+
+static int64_t expired_metric(void)
+{
+    return fx_metric("orderd_idempotency_expired_total", "");
+}
+
+/* Within the TTL nothing changes: the same request replays, another 409s. */
+START_TEST(idem_ttl_replays_within)
+{
+    char body[256], other[256], id[OD_UUID_STR_LEN + 1];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    snprintf(other, sizeof other, "%s", items_body(gadget, NULL));
+    create_at(T0, body, "ttl", id);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
+
+    od_request *r = post_at(T0 + 24 * HOUR_MS - 1, FX_ALICE, body, "ttl");
+    ck_assert_msg(mock_reply_status(r) == 200, "%s", mock_reply_body(r));
+    ck_assert_str_eq(fx_str(r, "data.id"), id);
+    ck_assert_str_eq(mock_reply_header(r, "Idempotent-Replayed"), "true");
+    fx_free(r);
+    r = post(FX_ALICE, other, "ttl");
+    ck_assert_int_eq(mock_reply_status(r), 409);
+    fx_free(r);
+    mock_set_now_ms(0);
+    ck_assert_uint_eq(fx_count_orders(), 1);
+    ck_assert_int_eq(expired_metric(), 0);
+}
+END_TEST
+
+/* After the TTL the key is free: a new order with a new id, and the old
+ * request hash no longer counts either. */
+START_TEST(idem_ttl_expired_key_creates_new_order)
+{
+    char body[256], other[256], id1[OD_UUID_STR_LEN + 1], id2[OD_UUID_STR_LEN + 1];
+    char id3[OD_UUID_STR_LEN + 1];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    snprintf(other, sizeof other, "%s", items_body(gadget, NULL));
+    create_at(T0, body, "ttl", id1);
+    create_at(T0 + 24 * HOUR_MS, body, "ttl", id2);
+    ck_assert_str_ne(id1, id2);
+    assert_record_names("ttl", id2);
+    ck_assert_uint_eq(fx_count_orders(), 2);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_uint_eq(fx_count_expiry(), 1); /* the old doc went with its record */
+    ck_assert_int_eq(fx_queued(), 2);
+    ck_assert_int_eq(expired_metric(), 1);
+
+    od_request *r = post_at(T0 + 25 * HOUR_MS, FX_ALICE, body, "ttl");
+    ck_assert_int_eq(mock_reply_status(r), 200);
+    ck_assert_str_eq(fx_str(r, "data.id"), id2);
+    fx_free(r);
+
+    create_at(T0 + 48 * HOUR_MS, other, "ttl", id3);
+    ck_assert_str_ne(id3, id2);
+    mock_set_now_ms(0);
+    assert_record_names("ttl", id3);
+    ck_assert_uint_eq(fx_count_orders(), 3);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
+    ck_assert_int_eq(expired_metric(), 2);
+}
+END_TEST
+
+/* Concurrent requests on an expired key make exactly one new order; the
+ * others replay it. The clock is fixed, so every claim races in the same
+ * millisecond (one expiry doc key for all of them). */
+START_TEST(idem_ttl_concurrent_make_one_order)
+{
+    char body[256], id1[OD_UUID_STR_LEN + 1], id2[OD_UUID_STR_LEN + 1];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    create_at(T0, body, "race", id1);
+    mock_set_now_ms(T0 + 24 * HOUR_MS);
+    race_one_key(body, "race", RACERS, id2);
+    mock_set_now_ms(0);
+    ck_assert_str_ne(id1, id2);
+    assert_record_names("race", id2);
+    ck_assert_uint_eq(fx_count_orders(), 2);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
+    ck_assert_int_eq(fx_queued(), 2);
+    ck_assert_int_eq(expired_metric(), 1);
+}
+END_TEST
+
+#define TTL_PAIRS 10
+
+START_TEST(idem_ttl_concurrent_pairs)
+{
+    char body[256], key[32];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    for (int i = 0; i < TTL_PAIRS; i++) {
+        snprintf(key, sizeof key, "pair-%d", i);
+        create_at(T0, body, key, NULL);
+    }
+    for (int i = 0; i < TTL_PAIRS; i++) {
+        snprintf(key, sizeof key, "pair-%d", i);
+        mock_set_now_ms(T0 + 24 * HOUR_MS + i);
+        race_one_key(body, key, 2, NULL);
+    }
+    mock_set_now_ms(0);
+    ck_assert_uint_eq(fx_count_orders(), 2 * TTL_PAIRS);
+    ck_assert_uint_eq(fx_count_idem(), TTL_PAIRS);
+    ck_assert_uint_eq(fx_count_expiry(), TTL_PAIRS);
+    ck_assert_int_eq(fx_queued(), 2 * TTL_PAIRS);
+    ck_assert_int_eq(expired_metric(), TTL_PAIRS);
+}
+END_TEST
+
+/* A record from before expiry docs expires by its createdAt alone, races
+ * included, and leaves no doc behind. */
+START_TEST(idem_ttl_record_without_expiry_doc)
+{
+    char body[256], id1[OD_UUID_STR_LEN + 1], id2[OD_UUID_STR_LEN + 1];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    create_at(T0, body, "legacy", id1);
+    drop_expiry_doc(T0, "legacy");
+    od_request *r = post_at(T0 + 24 * HOUR_MS - 1, FX_ALICE, body, "legacy");
+    ck_assert_int_eq(mock_reply_status(r), 200);
+    fx_free(r);
+    mock_set_now_ms(T0 + 24 * HOUR_MS);
+    race_one_key(body, "legacy", RACERS, id2);
+    mock_set_now_ms(0);
+    ck_assert_str_ne(id1, id2);
+    assert_record_names("legacy", id2);
+    ck_assert_uint_eq(fx_count_orders(), 2);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
+    ck_assert_int_eq(expired_metric(), 1);
+}
+END_TEST
+
+/* An ender that died after marking the expiry doc ended: for IDEM_STALE_MS
+ * nobody else deletes the record (the key answers 409 "in progress"), then
+ * the next request takes the end over. */
+START_TEST(idem_ttl_dead_ender_taken_over)
+{
+    char body[256], id1[OD_UUID_STR_LEN + 1], id2[OD_UUID_STR_LEN + 1], k[256], doc[256];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    create_at(T0, body, "dead", id1);
+    int64_t ended = T0 + 24 * HOUR_MS;
+    expiry_key_of(k, sizeof k, T0, "dead");
+    int n = snprintf(doc, sizeof doc,
+                     "{\"orderId\":\"%s\",\"createdAtMs\":%lld,\"endedAtMs\":%lld}", id1,
+                     (long long)T0, (long long)ended);
+    ck_assert_int_eq(FX.st.ops->put(FX.st.self, ODO_TABLE_IDEM_EXPIRY, k, doc, (size_t)n, NULL, 0,
+                                    OD_PUT_IF_VERSION, 1, NULL),
+                     OD_OK);
+    od_request *r = post_at(ended + 1000, FX_ALICE, body, "dead");
+    ck_assert_msg(mock_reply_status(r) == 409, "%s", mock_reply_body(r));
+    ck_assert_ptr_nonnull(strstr(fx_str(r, "message"), "in progress"));
+    fx_free(r);
+    assert_record_names("dead", id1);
+
+    create_at(ended + 60000, body, "dead", id2);
+    mock_set_now_ms(0);
+    ck_assert_str_ne(id1, id2);
+    assert_record_names("dead", id2);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
+    ck_assert_int_eq(expired_metric(), 1);
+}
+END_TEST
+
+/* The ABA that record versions alone would allow: between a request's
+ * look at an expired record and its delete, a concurrent request with the
+ * same key runs start to finish. Had it ended the record too and claimed
+ * the key afresh (its new record is at version 1 again), the first
+ * request's delete would remove that new record and one key would make
+ * two orders. The expiry doc lets only one of them end the record: the
+ * second waits for the end, then answers 409 "in progress" (here, as the
+ * first request is stuck in its delete until the second one returns). */
+static char aba_body[256];
+static int aba_status;
+
+static void concurrent_post(const char *key)
+{
+    (void)key;
+    od_request *r = post(FX_ALICE, aba_body, "aba");
+    aba_status = mock_reply_status(r);
+    fx_free(r);
+}
+
+START_TEST(idem_ttl_end_has_no_aba)
+{
+    char id1[OD_UUID_STR_LEN + 1], id2[OD_UUID_STR_LEN + 1];
+    snprintf(aba_body, sizeof aba_body, "%s", items_body(widget, NULL));
+    create_at(T0, aba_body, "aba", id1);
+    fx_before_del(ODO_TABLE_IDEMPOTENCY, concurrent_post);
+    create_at(T0 + 24 * HOUR_MS, aba_body, "aba", id2);
+    mock_set_now_ms(0);
+    ck_assert_int_eq(aba_status, 409);
+    ck_assert_str_ne(id1, id2);
+    assert_record_names("aba", id2);
+    ck_assert_uint_eq(fx_count_orders(), 2);
+    ck_assert_uint_eq(fx_count_idem(), 1);
+    ck_assert_uint_eq(fx_count_expiry(), 1);
+    ck_assert_int_eq(expired_metric(), 1);
+}
+END_TEST
+
+/* ---- the janitor ---- */
+
+/* Poll (no fixed sleeps) until the tables hold what is expected. */
+static int tables_reach(size_t idem, size_t expiry, int64_t expired, int64_t within_ms)
+{
+    const od_host_api *h = mock_host_api();
+    int64_t deadline = h->monotonic_ms() + within_ms;
+    for (;;) {
+        if (fx_count_idem() == idem && fx_count_expiry() == expiry && expired_metric() == expired)
+            return 1;
+        if (h->monotonic_ms() >= deadline)
+            return 0;
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+#define JANITOR_WAIT_MS 20000 /* generous: sanitizers and a loaded machine */
+
+static void assert_tables(size_t idem, size_t expiry, int64_t expired)
+{
+    ck_assert_msg(tables_reach(idem, expiry, expired, JANITOR_WAIT_MS),
+                  "want %zu records, %zu expiry docs, %lld expired; have %zu, %zu, %lld", idem,
+                  expiry, (long long)expired, fx_count_idem(), fx_count_expiry(),
+                  (long long)expired_metric());
+}
+
+/* TTL 1 h: records of T0 expire at T0 + 1 h; the janitor deletes exactly
+ * those and their docs, leaves fresh ones and records without a doc. */
+START_TEST(janitor_deletes_expired_only)
+{
+    char body[256], key[32], id[OD_UUID_STR_LEN + 1];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "old-%d", i);
+        create_at(T0, body, key, NULL);
+    }
+    create_at(T0, body, "legacy", NULL);
+    drop_expiry_doc(T0, "legacy");
+    for (int i = 0; i < 3; i++) {
+        snprintf(key, sizeof key, "new-%d", i);
+        create_at(T0 + HOUR_MS + 1, body, key, NULL);
+    }
+    mock_set_now_ms(T0 + HOUR_MS + 1); /* cutoff T0 + 1 ms: only the old ones */
+    assert_tables(3 + 1, 3, 5);
+    ck_assert(mock_log_contains("orders: idempotency sweep: "));
+    ck_assert_uint_eq(fx_count_orders(), 9); /* orders are never touched */
+    for (int i = 0; i < 3; i++) {
+        snprintf(key, sizeof key, "new-%d", i);
+        od_request *r = post(FX_ALICE, body, key);
+        ck_assert_int_eq(mock_reply_status(r), 200);
+        fx_free(r);
+    }
+    create_at(T0 + HOUR_MS + 1, body, "old-0", id);
+    mock_set_now_ms(0);
+    assert_record_names("old-0", id);
+}
+END_TEST
+
+#define JANITOR_MANY 250 /* > 2 pages of IDEM_SWEEP_PAGE */
+
+START_TEST(janitor_across_pages)
+{
+    char body[256], key[32];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    for (int i = 0; i < JANITOR_MANY; i++) {
+        snprintf(key, sizeof key, "many-%03d", i);
+        create_at(T0 + i, body, key, NULL);
+    }
+    create_at(T0 + 2 * HOUR_MS, body, "fresh", NULL);
+    ck_assert_uint_eq(fx_count_expiry(), JANITOR_MANY + 1);
+    mock_set_now_ms(T0 + 2 * HOUR_MS);
+    assert_tables(1, 1, JANITOR_MANY);
+    mock_set_now_ms(0);
+    ck_assert_uint_eq(fx_count_orders(), JANITOR_MANY + 1);
+}
+END_TEST
+
+/* A doc whose record has moved on to a newer generation (or is gone) is
+ * deleted alone: the janitor never deletes a record its doc does not name. */
+START_TEST(janitor_spares_newer_generation)
+{
+    char body[256], id1[OD_UUID_STR_LEN + 1], id2[OD_UUID_STR_LEN + 1], k[256], doc[256];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    create_at(T0, body, "gen", id1);
+    create_at(T0 + 2 * HOUR_MS, body, "gen", id2);
+    /* the first generation's doc again, as a crash would have left it */
+    expiry_key_of(k, sizeof k, T0, "gen");
+    int n = snprintf(doc, sizeof doc, "{\"orderId\":\"%s\",\"createdAtMs\":%lld}", id1,
+                     (long long)T0);
+    ck_assert_int_eq(FX.st.ops->put(FX.st.self, ODO_TABLE_IDEM_EXPIRY, k, doc, (size_t)n, NULL, 0,
+                                    OD_PUT_IF_ABSENT, 0, NULL),
+                     OD_OK);
+    /* and a doc whose record is gone altogether */
+    create_at(T0 + 1, body, "gone", NULL);
+    char gone[256];
+    snprintf(gone, sizeof gone, "%s:gone", FX_ALICE);
+    ck_assert_int_eq(FX.st.ops->del(FX.st.self, ODO_TABLE_IDEMPOTENCY, gone, 0), OD_OK);
+    mock_set_now_ms(T0 + 2 * HOUR_MS);
+    assert_tables(1, 1, 1); /* the first generation ended by the request */
+    mock_set_now_ms(0);
+    assert_record_names("gen", id2);
+}
+END_TEST
+
+/* stop() wakes a janitor that waits for its next sweep (default 60 s). */
+START_TEST(janitor_stop_is_prompt)
+{
+    const od_host_api *h = mock_host_api();
+    ck_assert(mock_log_contains("orders: idempotency janitor: every 60000 ms, deletes "
+                                "Idempotency-Key records older than 24 h"));
+    int64_t t = h->monotonic_ms();
+    FX.orders.desc->stop(FX.orders.self);
+    ck_assert_int_lt(h->monotonic_ms() - t, 1000);
+}
+END_TEST
+
+/* ... and one that is in the middle of a long sweep. */
+START_TEST(janitor_stop_while_sweeping)
+{
+    const od_host_api *h = mock_host_api();
+    char body[256], key[32];
+    snprintf(body, sizeof body, "%s", items_body(widget, NULL));
+    for (int i = 0; i < JANITOR_MANY; i++) {
+        snprintf(key, sizeof key, "many-%03d", i);
+        create_at(T0 + i, body, key, NULL);
+    }
+    mock_set_now_ms(T0 + 2 * HOUR_MS);
+    int64_t t = h->monotonic_ms();
+    FX.orders.desc->stop(FX.orders.self);
+    ck_assert_int_lt(h->monotonic_ms() - t, 1000);
+    mock_set_now_ms(0);
+}
+END_TEST
+
+/* An orders module of its own, initialized with one int config key. */
+static od_status orders_init_with(const char *key, int64_t value)
+{
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/modules/orders.so", getenv("ORDERD_BUILD_DIR"));
+    const od_module_desc *desc = mock_load_module(path, err, sizeof err);
+    ck_assert_msg(desc != NULL, "%s", err);
+    od_module *m = mock_module_new("orders");
+    mock_config_set_int(m, key, value);
+    mock_routes_reset(); /* the fixture's module registered them already */
+    void *self = NULL;
+    od_status s = desc->init(mock_host_api(), m, &self);
+    if (s == OD_OK) {
+        ck_assert_int_eq(desc->start(self), OD_OK);
+        desc->stop(self);
+        desc->destroy(self);
+    }
+    mock_module_free(m);
+    return s;
+}
+
+START_TEST(janitor_config_ranges)
+{
+    static const struct {
+        const char *key;
+        int64_t value;
+        int ok;
+        const char *log;
+    } cases[] = {
+        {"idempotency_ttl_hours", 0, 0,
+         "orders.idempotency_ttl_hours = 0 is out of range (valid: 1..8760)"},
+        {"idempotency_ttl_hours", -1, 0, "orders.idempotency_ttl_hours = -1 is out of range"},
+        {"idempotency_ttl_hours", 8761, 0, "orders.idempotency_ttl_hours = 8761 is out of range"},
+        {"idempotency_ttl_hours", 1, 1, "older than 1 h"},
+        {"idempotency_ttl_hours", 8760, 1, "older than 8760 h"},
+        {"idempotency_sweep_interval_ms", -1, 0,
+         "orders.idempotency_sweep_interval_ms = -1 is out of range (valid: 0..86400000)"},
+        {"idempotency_sweep_interval_ms", 86400001, 0,
+         "orders.idempotency_sweep_interval_ms = 86400001 is out of range"},
+        {"idempotency_sweep_interval_ms", 0, 1, "idempotency janitor off"},
+        {"idempotency_sweep_interval_ms", 86400000, 1, "every 86400000 ms"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mock_log_reset();
+        od_status s = orders_init_with(cases[i].key, cases[i].value);
+        ck_assert_msg((s == OD_OK) == cases[i].ok, "%s = %lld: %s", cases[i].key,
+                      (long long)cases[i].value, od_status_str(s));
+        if (!cases[i].ok)
+            ck_assert_int_eq(s, OD_ERR_CONFIG);
+        ck_assert_msg(mock_log_contains(cases[i].log), "%s = %lld: no log \"%s\"", cases[i].key,
+                      (long long)cases[i].value, cases[i].log);
+    }
 }
 END_TEST
 
@@ -798,6 +1232,12 @@ typedef void (*setup_fn)(void);
     {                                                                                              \
         fx_use_mode(mode);                                                                         \
         setup();                                                                                   \
+    }                                                                                              \
+    static void janitor_setup_##mode(void)                                                         \
+    {                                                                                              \
+        fx_orders_config("idempotency_ttl_hours", 1);                                              \
+        fx_orders_config("idempotency_sweep_interval_ms", 10);                                     \
+        setup_##mode();                                                                            \
     }
 MODE_SETUP(FX_MODE_STEPS)
 MODE_SETUP(FX_MODE_BATCH)
@@ -807,6 +1247,13 @@ static const setup_fn SETUPS[FX_MODES] = {
     [FX_MODE_STEPS] = setup_FX_MODE_STEPS,
     [FX_MODE_BATCH] = setup_FX_MODE_BATCH,
     [FX_MODE_OUTBOX] = setup_FX_MODE_OUTBOX,
+};
+
+/* The janitor sweeps every 10 ms and expires records after 1 h. */
+static const setup_fn JANITOR_SETUPS[FX_MODES] = {
+    [FX_MODE_STEPS] = janitor_setup_FX_MODE_STEPS,
+    [FX_MODE_BATCH] = janitor_setup_FX_MODE_BATCH,
+    [FX_MODE_OUTBOX] = janitor_setup_FX_MODE_OUTBOX,
 };
 
 static Suite *orders_suite(int mode)
@@ -855,6 +1302,33 @@ static Suite *orders_suite(int mode)
         tcase_add_test(w, batch_conflict_writes_no_message);
     }
     suite_add_tcase(s, w);
+
+    TCase *ttl = tcase_create("idempotency_ttl");
+    tcase_add_checked_fixture(ttl, SETUPS[mode], teardown);
+    tcase_add_test(ttl, idem_ttl_replays_within);
+    tcase_add_test(ttl, idem_ttl_expired_key_creates_new_order);
+    tcase_add_test(ttl, idem_ttl_concurrent_make_one_order);
+    tcase_add_test(ttl, idem_ttl_concurrent_pairs);
+    tcase_add_test(ttl, idem_ttl_record_without_expiry_doc);
+    /* Ending a record does not depend on the mode, and each of these waits
+     * 2 s for an "in progress" answer: one mode each. */
+    if (mode == FX_MODE_STEPS)
+        tcase_add_test(ttl, idem_ttl_end_has_no_aba);
+    if (mode == FX_MODE_BATCH)
+        tcase_add_test(ttl, idem_ttl_dead_ender_taken_over);
+    tcase_add_test(ttl, janitor_stop_is_prompt);
+    if (mode == FX_MODE_STEPS) /* config is read before the mode matters */
+        tcase_add_test(ttl, janitor_config_ranges);
+    suite_add_tcase(s, ttl);
+
+    TCase *jan = tcase_create("janitor");
+    tcase_add_checked_fixture(jan, JANITOR_SETUPS[mode], teardown);
+    tcase_set_timeout(jan, 60);
+    tcase_add_test(jan, janitor_deletes_expired_only);
+    tcase_add_test(jan, janitor_across_pages);
+    tcase_add_test(jan, janitor_spares_newer_generation);
+    tcase_add_test(jan, janitor_stop_while_sweeping);
+    suite_add_tcase(s, jan);
     return s;
 }
 
