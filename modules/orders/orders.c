@@ -9,7 +9,8 @@
  * one order, answering 404 to anyone but its owner and admins. An
  * Idempotency-Key header makes POST safe to retry (docs/orders.md); its
  * record counts for `idempotency_ttl_hours`, and a janitor deletes expired
- * records in creation order.
+ * records in creation order (both in idempotency.c; this file is the HTTP
+ * and order flow).
  * Config keys: `max_items` (1..1000, default 100: entries of "items"),
  * `idempotency_ttl_hours` (1..8760, default 24), `idempotency_sweep_interval_ms`
  * (0..86400000, default 60000, 0: no janitor); `pipeline` is read by the core
@@ -18,12 +19,7 @@
  * state is read-only after init except the janitor's stop flag and its
  * lock (metric updates are the host's lock-free atomics).
  */
-#include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,33 +27,18 @@
 
 #include <openssl/evp.h>
 
+#include "idempotency.h"
 #include "odm.h"
 #include "order_model.h"
 
 #define ORDERS_MAX_ITEMS_DEFAULT 100
 #define ORDERS_MAX_ITEMS_LIMIT 1000
 #define ORDERS_QUANTITY_MAX 1000000
-#define IDEM_KEY_MAX 128
 #define IDEM_HEADER "Idempotency-Key"
 /* A retry that finds the record but not yet the order waits this long for
  * the first request to write it, polling every IDEM_POLL_MS. */
 #define IDEM_WAIT_MS 2000
 #define IDEM_POLL_MS 20
-/* A record this old without its order belongs to a request that died
- * between the two writes: the retry creates the order under its id. An
- * expired record whose end began this long ago and is not done belongs to
- * an ender that died: its end may be taken over. */
-#define IDEM_STALE_MS 60000
-#define IDEM_TTL_HOURS_DEFAULT 24
-#define IDEM_TTL_HOURS_MAX 8760
-#define IDEM_SWEEP_INTERVAL_DEFAULT 60000
-#define IDEM_SWEEP_INTERVAL_MAX 86400000
-#define IDEM_SWEEP_PAGE 100 /* expiry docs per storage scan of a sweep */
-#define SHA256_HEX_LEN 64
-/* "<customer>:<Idempotency-Key>", and "<createdAt ms, 13+ digits>:" + that */
-#define IDEM_RECORD_KEY_MAX (OD_ID_MAX + IDEM_KEY_MAX + 2)
-#define IDEM_EXPIRY_KEY_MAX (21 + IDEM_RECORD_KEY_MAX)
-#define IDEM_EXPIRY_BODY_MAX (OD_ID_MAX + 96)
 
 typedef struct orders {
     const od_host_api *host;
@@ -67,21 +48,9 @@ typedef struct orders {
     int batch;       /* storage has put_batch: record + order in one transaction */
     int shared;      /* ... and the queue message too (storage and queue share a store) */
     size_t max_items;
-    int64_t idem_ttl_ms;
-    uint32_t sweep_interval_ms; /* 0: no janitor */
     od_metric *created_normal, *created_high;
     od_metric *entered_pending, *entered_cancelled;
-    od_metric *idem_expired;
-
-    /* The janitor. janitor_started is only touched by start()/stop() on
-     * the main thread; stop() sets janitor_stop under janitor_lock and
-     * signals janitor_wake, so a janitor waiting for its next sweep cannot
-     * miss the wake-up, and one sweeping checks the flag between documents. */
-    pthread_t janitor;
-    int janitor_started;
-    atomic_int janitor_stop;
-    pthread_mutex_t janitor_lock;
-    pthread_cond_t janitor_wake;
+    odi idem; /* Idempotency-Key records and their janitor */
 } orders;
 
 /* One priced line of a new order; product_id is borrowed from the body. */
@@ -96,16 +65,8 @@ typedef struct order_request {
     size_t n;
     int high;
     int64_t total_cents;
-    char hash[SHA256_HEX_LEN + 1]; /* of the canonical request */
+    char hash[ODI_HASH_LEN + 1]; /* of the canonical request */
 } order_request;
-
-/* What an Idempotency-Key record says, and the version read. */
-typedef struct idem_record {
-    char order_id[OD_ID_MAX];
-    char hash[SHA256_HEX_LEN + 1];
-    int64_t created_ms;
-    uint64_t version;
-} idem_record;
 
 static int printable_ascii(const char *s, size_t max)
 {
@@ -320,7 +281,7 @@ static od_status hash_request(orders *o, od_request *req, order_request *rq)
              digest_printf(md, "orders/v1 priority=%s\n", rq->high ? "high" : "normal");
     for (size_t i = 0; ok && i < rq->n; i++)
         ok = digest_printf(md, "%s %lld\n", sorted[i]->product_id, (long long)sorted[i]->quantity);
-    ok = ok && EVP_DigestFinal_ex(md, digest, &dlen) == 1 && dlen * 2 == SHA256_HEX_LEN;
+    ok = ok && EVP_DigestFinal_ex(md, digest, &dlen) == 1 && dlen * 2 == ODI_HASH_LEN;
     EVP_MD_CTX_free(md);
     for (unsigned int i = 0; ok && i < dlen; i++)
         snprintf(rq->hash + 2 * i, 3, "%02x", digest[i]);
@@ -445,310 +406,6 @@ static od_status enqueue(orders *o, const char *order_id, int high)
     return o->queue->ops->send(o->queue->self, order_lane(high), msg, n, 0, NULL);
 }
 
-/* ---- idempotency records ---- */
-
-static int64_t parse_iso8601_ms(const char *s)
-{
-    struct tm tm = {0};
-    int ms = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &ms) != 7)
-        return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
-}
-
-static od_status idem_find(orders *o, const char *key, idem_record *rec)
-{
-    od_doc d = {0};
-    od_status s = o->db.storage->ops->get(o->db.storage->self, ODO_TABLE_IDEMPOTENCY, key, &d);
-    if (s != OD_OK)
-        return s;
-    json_object *r = json_tokener_parse(d.body);
-    uint64_t version = d.version;
-    od_doc_clear(o->host, &d);
-    const char *order_id = r ? odo_str(r, "orderId") : "";
-    const char *hash = r ? odo_str(r, "requestHash") : "";
-    s = OD_ERR_INTERNAL;
-    if (strlen(order_id) < sizeof rec->order_id && strlen(hash) == SHA256_HEX_LEN) {
-        snprintf(rec->order_id, sizeof rec->order_id, "%s", order_id);
-        snprintf(rec->hash, sizeof rec->hash, "%s", hash);
-        rec->created_ms = parse_iso8601_ms(odo_str(r, "createdAt"));
-        rec->version = version;
-        s = OD_OK;
-    }
-    json_object_put(r);
-    return s;
-}
-
-/* A record counts for idempotency_ttl_hours; one whose createdAt cannot be
- * read counts as expired. */
-static int idem_expired(orders *o, const idem_record *rec)
-{
-    return o->host->now_ms() - rec->created_ms >= o->idem_ttl_ms;
-}
-
-/* What a new order claims under its Idempotency-Key: the record and its
- * expiry doc, both written with the order. */
-typedef struct idem_claim {
-    const char *key;  /* "<customer>:<Idempotency-Key>" */
-    const char *hash; /* of the canonical request */
-    char body[256];   /* the record, filled by idem_body() */
-    size_t len;
-    char expiry_key[IDEM_EXPIRY_KEY_MAX];
-    char expiry_body[IDEM_EXPIRY_BODY_MAX];
-    size_t expiry_len;
-} idem_claim;
-
-/* ---- expiry of idempotency records ----
- *
- * Each record (a "generation" of its key: what one claim wrote) has a doc
- * in idempotency_expiry keyed "<createdAt ms, 13 digits>:<record key>",
- * written with it, so a scan in key order meets the oldest first and a
- * sweep reads what expired plus one page, never the whole table.
- *
- * The doc is also the generation's token. Record versions cannot tell two
- * generations apart: every record is created at version 1, so "delete the
- * expired record with the version read" could delete the NEXT generation,
- * created by a concurrent request in between (ABA), and make one key two
- * orders. The doc's key names one generation and is never written again
- * once it ends (createdAt only grows), so a conditional write on it has no
- * ABA: whoever ends a generation, a request reusing the key or a janitor,
- * first marks its doc ended (IF_VERSION on the doc read, IF_ABSENT for a
- * record from before expiry docs); of concurrent enders one wins, and only
- * the winner deletes the record, after re-reading that it still is that
- * generation (same orderId and createdAt). Nobody else deletes or replaces
- * that record meanwhile: other enders lost, a new claim needs the key
- * free, and an undo only removes what its own request just wrote. An
- * ender that died leaves the doc ended and the record in place: after
- * IDEM_STALE_MS its end may be taken over (IF_VERSION again). */
-
-typedef struct idem_expiry {
-    char order_id[OD_ID_MAX]; /* "" when the doc is unreadable */
-    int64_t ended_ms;         /* 0 while the generation lives */
-    uint64_t version;
-} idem_expiry;
-
-static void expiry_key(char *out, int64_t created_ms, const char *record_key)
-{
-    snprintf(out, IDEM_EXPIRY_KEY_MAX, "%013" PRId64 ":%s", created_ms, record_key);
-}
-
-static size_t expiry_body(char *out, const char *order_id, int64_t created_ms, int64_t ended_ms)
-{
-    int n = snprintf(out, IDEM_EXPIRY_BODY_MAX, "{\"orderId\":\"%s\",\"createdAtMs\":%" PRId64,
-                     order_id, created_ms);
-    if (ended_ms != 0)
-        n += snprintf(out + n, IDEM_EXPIRY_BODY_MAX - (size_t)n, ",\"endedAtMs\":%" PRId64,
-                      ended_ms);
-    n += snprintf(out + n, IDEM_EXPIRY_BODY_MAX - (size_t)n, "}");
-    return (size_t)n;
-}
-
-static void expiry_parse(const od_doc *d, idem_expiry *e)
-{
-    json_object *j = json_tokener_parse(d->body);
-    const char *order_id = j ? odo_str(j, "orderId") : "";
-    *e = (idem_expiry){.version = d->version};
-    if (strlen(order_id) < sizeof e->order_id)
-        snprintf(e->order_id, sizeof e->order_id, "%s", order_id);
-    e->ended_ms = j ? int_member(j, "endedAtMs") : 0;
-    json_object_put(j);
-}
-
-static int same_generation(const idem_record *rec, const char *order_id, int64_t created_ms)
-{
-    return rec->created_ms == created_ms && strcmp(rec->order_id, order_id) == 0;
-}
-
-static void forget(orders *o, const char *table, const char *key, uint64_t expected)
-{
-    od_status s = o->db.storage->ops->del(o->db.storage->self, table, key, expected);
-    if (s != OD_OK && s != OD_ERR_NOT_FOUND && s != OD_ERR_CONFLICT)
-        o->host->log(o->mod, OD_LOG_ERROR, "cannot remove %s document: %s", table,
-                     od_status_str(s));
-}
-
-/* Take the end of generation rec of record_key (the caller saw it
- * expire); see above. */
-static od_status expiry_take(orders *o, const char *ekey, const idem_record *rec, int64_t now,
-                             uint64_t *version)
-{
-    const od_storage *st = o->db.storage;
-    char body[IDEM_EXPIRY_BODY_MAX];
-    od_doc d = {0};
-    idem_expiry e = {.version = 0};
-    uint32_t cond = OD_PUT_IF_ABSENT;
-    od_status s = st->ops->get(st->self, ODO_TABLE_IDEM_EXPIRY, ekey, &d);
-    if (s == OD_OK) {
-        expiry_parse(&d, &e);
-        od_doc_clear(o->host, &d);
-        if (e.ended_ms != 0 && now - e.ended_ms < IDEM_STALE_MS)
-            return OD_ERR_CONFLICT; /* being ended right now */
-        cond = OD_PUT_IF_VERSION;
-    } else if (s != OD_ERR_NOT_FOUND) {
-        return s;
-    }
-    size_t len = expiry_body(body, rec->order_id, rec->created_ms, now);
-    s = st->ops->put(st->self, ODO_TABLE_IDEM_EXPIRY, ekey, body, len, NULL, 0, cond, e.version,
-                     version);
-    return s == OD_ERR_EXISTS || s == OD_ERR_NOT_FOUND ? OD_ERR_CONFLICT : s;
-}
-
-/* End the expired generation rec of record_key: OD_OK once its record is
- * gone (deleted here, *deleted = 1, or earlier by someone else);
- * OD_ERR_CONFLICT while another request or janitor is ending it; else the
- * storage's status. */
-static od_status idem_end(orders *o, const char *record_key, const idem_record *rec, int *deleted)
-{
-    const od_storage *st = o->db.storage;
-    char ekey[IDEM_EXPIRY_KEY_MAX];
-    uint64_t version = 0;
-    idem_record cur;
-    expiry_key(ekey, rec->created_ms, record_key);
-    od_status s = expiry_take(o, ekey, rec, o->host->now_ms(), &version);
-    if (s != OD_OK)
-        return s;
-    s = idem_find(o, record_key, &cur);
-    if (s == OD_OK && same_generation(&cur, rec->order_id, rec->created_ms)) {
-        s = st->ops->del(st->self, ODO_TABLE_IDEMPOTENCY, record_key, cur.version);
-        if (s == OD_OK) {
-            *deleted = 1;
-            o->host->metric_add(o->idem_expired, 1);
-        }
-    } else if (s == OD_ERR_INTERNAL) {
-        s = OD_OK; /* another generation, unreadable: not ours to judge */
-    }
-    if (s != OD_OK && s != OD_ERR_NOT_FOUND)
-        return s; /* the doc stays ended: retried after IDEM_STALE_MS */
-    forget(o, ODO_TABLE_IDEM_EXPIRY, ekey, version);
-    return OD_OK;
-}
-
-static void idem_body(orders *o, idem_claim *claim, const char *order_id)
-{
-    char at[ODM_TIME_LEN + 1];
-    int64_t now = o->host->now_ms();
-    odm_iso8601(now, at);
-    int n = snprintf(claim->body, sizeof claim->body,
-                     "{\"orderId\":\"%s\",\"requestHash\":\"%s\",\"createdAt\":\"%s\"}", order_id,
-                     claim->hash, at);
-    claim->len = (size_t)n;
-    expiry_key(claim->expiry_key, now, claim->key);
-    claim->expiry_len = expiry_body(claim->expiry_body, order_id, now, 0);
-}
-
-/* Undo a claim this request wrote (no one else can have ended it yet). */
-static void idem_forget(orders *o, const idem_claim *claim)
-{
-    if (claim == NULL)
-        return;
-    forget(o, ODO_TABLE_IDEMPOTENCY, claim->key, 0);
-    forget(o, ODO_TABLE_IDEM_EXPIRY, claim->expiry_key, 0);
-}
-
-/* ---- the janitor ---- */
-
-static int janitor_stopping(orders *o)
-{
-    return atomic_load(&o->janitor_stop) || o->host->stopping();
-}
-
-/* One expiry doc of a sweep; sets *done at the first one not yet expired. */
-static od_status sweep_doc(orders *o, const od_doc *d, int64_t cutoff, int *done, size_t *deleted)
-{
-    const od_storage *st = o->db.storage;
-    char *end = NULL;
-    idem_expiry e;
-    idem_record rec;
-    errno = 0;
-    long long created = strtoll(d->key, &end, 10);
-    if (errno != 0 || end == d->key || *end != ':' || end[1] == '\0') {
-        o->host->log(o->mod, OD_LOG_WARN, "%s: malformed key \"%s\" deleted",
-                     ODO_TABLE_IDEM_EXPIRY, d->key);
-        forget(o, ODO_TABLE_IDEM_EXPIRY, d->key, d->version);
-        return OD_OK;
-    }
-    if (created > cutoff) {
-        *done = 1;
-        return OD_OK;
-    }
-    const char *record_key = end + 1;
-    expiry_parse(d, &e);
-    od_status s = idem_find(o, record_key, &rec);
-    if (s == OD_OK && same_generation(&rec, e.order_id, created)) {
-        int gone = 0;
-        s = idem_end(o, record_key, &rec, &gone);
-        *deleted += (size_t)gone;
-        return s == OD_ERR_CONFLICT ? OD_OK : s;
-    }
-    if (s != OD_OK && s != OD_ERR_NOT_FOUND && s != OD_ERR_INTERNAL)
-        return s;
-    /* Its generation is gone (ended, undone or replaced): only the doc is
-     * left. A conflict means someone is ending it: their business. */
-    s = st->ops->del(st->self, ODO_TABLE_IDEM_EXPIRY, d->key, d->version);
-    return s == OD_ERR_NOT_FOUND || s == OD_ERR_CONFLICT ? OD_OK : s;
-}
-
-/* Oldest first, up to the first doc not yet expired: the pages read are
- * what expired plus one. Several orderd instances may sweep at once: each
- * delete is conditional, and what another did is skipped. */
-static void sweep(orders *o)
-{
-    const od_storage *st = o->db.storage;
-    int64_t cutoff = o->host->now_ms() - o->idem_ttl_ms;
-    char *cursor = NULL;
-    size_t deleted = 0;
-    int done = 0;
-    od_status s;
-    do {
-        od_page page = {0};
-        s = st->ops->scan(st->self, ODO_TABLE_IDEM_EXPIRY, cursor, IDEM_SWEEP_PAGE, 0, &page);
-        o->host->free(cursor);
-        cursor = NULL;
-        for (size_t i = 0; s == OD_OK && !done && i < page.count && !janitor_stopping(o); i++)
-            s = sweep_doc(o, &page.items[i], cutoff, &done, &deleted);
-        if (s == OD_OK && !done && page.next != NULL)
-            cursor = o->host->strdup(page.next);
-        od_page_clear(o->host, &page);
-    } while (cursor != NULL && !janitor_stopping(o));
-    o->host->free(cursor);
-    if (s != OD_OK)
-        o->host->log(o->mod, OD_LOG_WARN, "idempotency sweep stopped: %s; next in %" PRIu32 " ms",
-                     od_status_str(s), o->sweep_interval_ms);
-    if (deleted > 0)
-        o->host->log(o->mod, OD_LOG_INFO,
-                     "idempotency sweep: %zu expired Idempotency-Key records deleted", deleted);
-}
-
-/* Wait one interval; 0 once stop is requested. */
-static int janitor_wait(orders *o)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += o->sweep_interval_ms / 1000;
-    until.tv_nsec += (long)(o->sweep_interval_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&o->janitor_lock);
-    int rc = 0;
-    while (!atomic_load(&o->janitor_stop) && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&o->janitor_wake, &o->janitor_lock, &until);
-    pthread_mutex_unlock(&o->janitor_lock);
-    return !janitor_stopping(o);
-}
-
-static void *janitor_main(void *arg)
-{
-    orders *o = arg;
-    while (janitor_wait(o))
-        sweep(o);
-    return NULL;
-}
-
 /* ---- POST /api/orders ---- */
 
 static od_status reply_replayed(orders *o, od_request *req, json_object *doc)
@@ -763,7 +420,7 @@ enum { TAKEN_NONE, TAKEN_KEY, TAKEN_ORDER };
 /* An order that could not be queued must not exist: remove it and its
  * claim, so a retry with the same key creates it afresh. */
 static od_status unstore_unqueued(orders *o, const char *order_id, uint64_t version,
-                                  const idem_claim *claim, od_status why)
+                                  const odi_claim *claim, od_status why)
 {
     o->host->log(o->mod, OD_LOG_WARN, "order %s not queued (%s): removed", order_id,
                  od_status_str(why));
@@ -771,37 +428,20 @@ static od_status unstore_unqueued(orders *o, const char *order_id, uint64_t vers
     if (ds != OD_OK)
         o->host->log(o->mod, OD_LOG_ERROR, "cannot remove unqueued order %s: %s", order_id,
                      od_status_str(ds));
-    idem_forget(o, claim);
+    odi_forget(&o->idem, claim);
     return OD_ERR_UNAVAILABLE;
 }
 
-/* The claim's expiry doc, then its record, each IF_ABSENT. The doc goes
- * first: a crash between the two leaves a doc the janitor deletes, never
- * a record no sweep can find. */
-static od_status claim_in_steps(orders *o, const idem_claim *claim)
-{
-    const od_storage *st = o->db.storage;
-    od_status s = st->ops->put(st->self, ODO_TABLE_IDEM_EXPIRY, claim->expiry_key,
-                               claim->expiry_body, claim->expiry_len, NULL, 0, OD_PUT_IF_ABSENT, 0,
-                               NULL);
-    if (s != OD_OK)
-        return s;
-    s = st->ops->put(st->self, ODO_TABLE_IDEMPOTENCY, claim->key, claim->body, claim->len, NULL, 0,
-                     OD_PUT_IF_ABSENT, 0, NULL);
-    if (s != OD_OK)
-        forget(o, ODO_TABLE_IDEM_EXPIRY, claim->expiry_key, 0);
-    return s;
-}
-
-/* Without put_batch: the claim, then the order, then the message; each
- * later failure undoes the earlier writes. A crash between them leaves a
- * claim without an order (replay() heals it) or an unqueued order (the
- * queue worker's sweeper queues it). */
+/* Without put_batch: the claim (odi_claim_put: its expiry doc, then its
+ * record), then the order, then the message; each later failure undoes
+ * the earlier writes. A crash between them leaves a claim without an
+ * order (replay() heals it) or an unqueued order (the queue worker's
+ * sweeper queues it). */
 static od_status store_in_steps(orders *o, json_object *doc, const char *order_id, int high,
-                                const idem_claim *claim, uint64_t *version, int *taken)
+                                const odi_claim *claim, uint64_t *version, int *taken)
 {
     od_status s = OD_OK;
-    if (claim && (s = claim_in_steps(o, claim)) != OD_OK) {
+    if (claim && (s = odi_claim_put(&o->idem, claim)) != OD_OK) {
         *taken = s == OD_ERR_EXISTS ? TAKEN_KEY : TAKEN_NONE;
         return s;
     }
@@ -809,7 +449,7 @@ static od_status store_in_steps(orders *o, json_object *doc, const char *order_i
     if (s == OD_ERR_EXISTS)
         *taken = TAKEN_ORDER;
     if (s != OD_OK) {
-        idem_forget(o, claim);
+        odi_forget(&o->idem, claim);
         return s;
     }
     s = enqueue(o, order_id, high);
@@ -821,17 +461,13 @@ static od_status store_in_steps(orders *o, json_object *doc, const char *order_i
  * storage's store (docs/sqlite.md); else the message is sent after the
  * commit. */
 static od_status store_in_batch(orders *o, json_object *doc, const char *order_id, int high,
-                                const idem_claim *claim, uint64_t *version, int *taken)
+                                const odi_claim *claim, uint64_t *version, int *taken)
 {
     const od_storage *st = o->db.storage;
-    od_put key_put = {.size = sizeof(od_put), .cond = OD_PUT_IF_ABSENT,
-                      .table = ODO_TABLE_IDEMPOTENCY, .key = claim ? claim->key : NULL,
-                      .body = claim ? claim->body : NULL, .len = claim ? claim->len : 0};
-    od_put expiry_put = {.size = sizeof(od_put), .cond = OD_PUT_IF_ABSENT,
-                         .table = ODO_TABLE_IDEM_EXPIRY, .key = claim ? claim->expiry_key : NULL,
-                         .body = claim ? claim->expiry_body : NULL,
-                         .len = claim ? claim->expiry_len : 0};
+    od_put key_put = {0}, expiry_put = {0};
     odo_put order_put;
+    if (claim)
+        odi_claim_puts(claim, &key_put, &expiry_put);
     od_status s = odo_put_of(doc, OD_PUT_IF_ABSENT, 0, &order_put);
     if (s != OD_OK)
         return s;
@@ -876,7 +512,7 @@ static od_status reply_existing(orders *o, od_request *req, const char *order_id
  * another request holds the claim's key, nothing is answered and *lost is
  * set: look at the key again. */
 static od_status commit_order(orders *o, od_request *req, const char *customer_id,
-                              const char *order_id, order_request *rq, idem_claim *claim,
+                              const char *order_id, order_request *rq, odi_claim *claim,
                               int *lost)
 {
     json_object *doc = order_doc_new(o, customer_id, order_id, rq);
@@ -885,7 +521,7 @@ static od_status commit_order(orders *o, od_request *req, const char *customer_i
     if (doc == NULL)
         return OD_ERR_NOMEM;
     if (claim)
-        idem_body(o, claim, order_id);
+        odi_claim_fill(&o->idem, claim, order_id);
     od_status s = o->batch ? store_in_batch(o, doc, order_id, rq->high, claim, &version, &taken)
                            : store_in_steps(o, doc, order_id, rq->high, claim, &version, &taken);
     if (s == OD_OK) {
@@ -939,7 +575,7 @@ static void sleep_ms(int ms)
 /* A retry of a key already taken: the same request gets the original
  * order, a different one 409. The first request writes its record before
  * its order, so the order may not be there yet: wait for it briefly. */
-static od_status replay(orders *o, od_request *req, const char *customer_id, const idem_record *rec,
+static od_status replay(orders *o, od_request *req, const char *customer_id, const odi_record *rec,
                         order_request *rq)
 {
     if (strcmp(rec->hash, rq->hash) != 0)
@@ -957,7 +593,7 @@ static od_status replay(orders *o, od_request *req, const char *customer_id, con
         }
         if (s != OD_ERR_NOT_FOUND)
             return odm_reply_status(o->host, req, s);
-        if (o->host->now_ms() - rec->created_ms > IDEM_STALE_MS)
+        if (o->host->now_ms() - rec->created_ms > ODI_STALE_MS)
             return price_and_commit(o, req, customer_id, rec->order_id, rq);
         if (o->host->monotonic_ms() >= deadline)
             return o->host->reply_error(req, 409, "conflict",
@@ -983,29 +619,29 @@ static od_status claim_free_key(orders *o, od_request *req, const char *customer
         if (replied)
             return s;
     }
-    idem_claim claim = {.key = idem_key, .hash = rq->hash};
+    odi_claim claim = {.key = idem_key, .hash = rq->hash};
     return commit_order(o, req, customer_id, order_id, rq, &claim, lost);
 }
 
 /* Look at the key until this request is answered: a live record replays,
- * an expired one is ended (idem_end) and the key claimed afresh, a free
+ * an expired one is ended (odi_end) and the key claimed afresh, a free
  * key is claimed. Losing a race means looking again; after IDEM_WAIT_MS
  * of that the answer is 409 "in progress". */
 static od_status create_idempotent(orders *o, od_request *req, const char *customer_id,
                                    const char *key, order_request *rq)
 {
-    char idem_key[IDEM_RECORD_KEY_MAX];
+    char idem_key[ODI_RECORD_KEY_MAX];
     char order_id[OD_UUID_STR_LEN + 1] = "";
     int64_t deadline = o->host->monotonic_ms() + IDEM_WAIT_MS;
     snprintf(idem_key, sizeof idem_key, "%s:%s", customer_id, key);
     for (int misses = 0;;) {
-        idem_record rec;
+        odi_record rec;
         int lost = 0, deleted = 0;
-        od_status s = idem_find(o, idem_key, &rec);
-        if (s == OD_OK && !idem_expired(o, &rec))
+        od_status s = odi_find(&o->idem, idem_key, &rec);
+        if (s == OD_OK && !odi_expired(&o->idem, &rec))
             return replay(o, req, customer_id, &rec, rq);
         if (s == OD_OK) {
-            s = idem_end(o, idem_key, &rec, &deleted);
+            s = odi_end(&o->idem, idem_key, &rec, &deleted);
             if (s == OD_ERR_CONFLICT)
                 misses += 2; /* someone else is ending it: give them time */
             else if (s != OD_OK)
@@ -1032,7 +668,7 @@ static od_status h_create(void *self, od_request *req)
     orders *o = self;
     const od_principal *who = o->host->req_principal(req);
     const char *key = o->host->req_header(req, IDEM_HEADER);
-    if (key != NULL && !printable_ascii(key, IDEM_KEY_MAX))
+    if (key != NULL && !printable_ascii(key, ODI_KEY_MAX))
         return o->host->reply_error(req, 400, "validation_failed",
                                     "Idempotency-Key must be 1 to 128 visible ASCII characters");
     json_object *body = odm_body_object(o->host, req);
@@ -1282,10 +918,9 @@ static od_status register_metrics(orders *o)
                                    ODO_METRIC_STATUS_HELP, "status=\"PENDING\"");
     o->entered_cancelled = h->metric(o->mod, OD_METRIC_COUNTER, ODO_METRIC_STATUS,
                                      ODO_METRIC_STATUS_HELP, "status=\"CANCELLED\"");
-    o->idem_expired = h->metric(o->mod, OD_METRIC_COUNTER, "orderd_idempotency_expired_total",
-                                "Idempotency-Key records deleted after idempotency_ttl_hours", NULL);
+    od_status s = odi_metrics(&o->idem);
     return o->created_normal && o->created_high && o->entered_pending && o->entered_cancelled &&
-                   o->idem_expired
+                   s == OD_OK
                ? OD_OK
                : OD_ERR_NOMEM;
 }
@@ -1312,18 +947,12 @@ static od_status register_routes(orders *o)
 
 static od_status read_config(orders *o)
 {
-    int64_t max_items = 0, ttl_hours = 0, interval = 0;
+    int64_t max_items = 0;
     od_status s = o->host->config_int(o->mod, "max_items", ORDERS_MAX_ITEMS_DEFAULT, 1,
                                       ORDERS_MAX_ITEMS_LIMIT, &max_items);
     if (s == OD_OK)
-        s = o->host->config_int(o->mod, "idempotency_ttl_hours", IDEM_TTL_HOURS_DEFAULT, 1,
-                                IDEM_TTL_HOURS_MAX, &ttl_hours);
-    if (s == OD_OK)
-        s = o->host->config_int(o->mod, "idempotency_sweep_interval_ms",
-                                IDEM_SWEEP_INTERVAL_DEFAULT, 0, IDEM_SWEEP_INTERVAL_MAX, &interval);
+        s = odi_config(&o->idem, o->host, o->mod, o->db.storage);
     o->max_items = (size_t)max_items;
-    o->idem_ttl_ms = ttl_hours * 3600 * 1000;
-    o->sweep_interval_ms = (uint32_t)interval;
     return s;
 }
 
@@ -1345,20 +974,6 @@ static void detect_transactions(orders *o)
         o->host->log(o->mod, OD_LOG_INFO, "new orders: %s, then the queue message",
                      o->batch ? "order and Idempotency-Key record in one transaction"
                               : "Idempotency-Key record, then the order");
-}
-
-static od_status init_sync(orders *o)
-{
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0)
-        return OD_ERR_NOMEM;
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&o->janitor_wake, &attr);
-    pthread_condattr_destroy(&attr);
-    if (rc != 0)
-        return OD_ERR_NOMEM;
-    pthread_mutex_init(&o->janitor_lock, NULL);
-    return OD_OK;
 }
 
 static od_status orders_init(const od_host_api *host, od_module *mod, void **self)
@@ -1386,7 +1001,7 @@ static od_status orders_init(const od_host_api *host, od_module *mod, void **sel
     if (s == OD_OK)
         s = register_routes(o);
     if (s == OD_OK)
-        s = init_sync(o);
+        s = odi_sync_init(&o->idem);
     if (s != OD_OK) {
         host->free(o);
         return s;
@@ -1395,54 +1010,24 @@ static od_status orders_init(const od_host_api *host, od_module *mod, void **sel
     return OD_OK;
 }
 
-/* Main thread. Blocks every signal in the janitor, like the core's threads. */
+/* Main thread: starts the idempotency janitor (idempotency.c). */
 static od_status orders_start(void *self)
 {
     orders *o = self;
-    if (o->sweep_interval_ms == 0) {
-        o->host->log(o->mod, OD_LOG_INFO,
-                     "idempotency janitor off (idempotency_sweep_interval_ms = 0): expired "
-                     "Idempotency-Key records are only replaced when their key is reused");
-        return OD_OK;
-    }
-    atomic_store(&o->janitor_stop, 0);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&o->janitor, NULL, janitor_main, o);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        o->host->log(o->mod, OD_LOG_ERROR, "could not start the idempotency janitor thread");
-        return OD_ERR_INTERNAL;
-    }
-    o->janitor_started = 1;
-    o->host->log(o->mod, OD_LOG_INFO,
-                 "idempotency janitor: every %" PRIu32 " ms, deletes Idempotency-Key records "
-                 "older than %" PRId64 " h",
-                 o->sweep_interval_ms, o->idem_ttl_ms / 3600000);
-    return OD_OK;
+    return odi_janitor_start(&o->idem);
 }
 
 /* Main thread: wakes the janitor whether it waits or sweeps, and joins it. */
 static void orders_stop(void *self)
 {
     orders *o = self;
-    if (!o->janitor_started)
-        return;
-    pthread_mutex_lock(&o->janitor_lock);
-    atomic_store(&o->janitor_stop, 1);
-    pthread_cond_broadcast(&o->janitor_wake);
-    pthread_mutex_unlock(&o->janitor_lock);
-    pthread_join(o->janitor, NULL);
-    o->janitor_started = 0;
+    odi_janitor_stop(&o->idem);
 }
 
 static void orders_destroy(void *self)
 {
     orders *o = self;
-    orders_stop(o);
-    pthread_cond_destroy(&o->janitor_wake);
-    pthread_mutex_destroy(&o->janitor_lock);
+    odi_destroy(&o->idem);
     o->host->free(o);
 }
 
