@@ -619,7 +619,8 @@ static int parse_query(od_request *r)
     return 0;
 }
 
-/* 0, 401 or 403. The token is "Bearer <t>" or, as the old system sent it,
+/* 0, 401, 403 or 503 (the verifier could not reach the storage it checks
+ * tokens against). The token is "Bearer <t>" or, as the old system sent it,
  * the bare token. */
 static int authenticate(od_request *r)
 {
@@ -644,7 +645,10 @@ static int authenticate(od_request *r)
     copy[len] = '\0';
     r->principal_buf = (od_principal){.size = sizeof(od_principal)};
     void *auth_self = core->auth_self_slot ? *core->auth_self_slot : NULL;
-    if (core->authenticate(auth_self, copy, len, &r->principal_buf) != OD_OK)
+    od_status st = core->authenticate(auth_self, copy, len, &r->principal_buf);
+    if (st == OD_ERR_UNAVAILABLE)
+        return 503;
+    if (st != OD_OK)
         return 401;
     r->principal_buf.user_id[OD_ID_MAX - 1] = '\0';
     r->principal = &r->principal_buf;
@@ -771,6 +775,8 @@ static int handle(od_request *r)
     }
     if (rc == 403)
         return fail(r, 403, "admin role required");
+    if (rc == 503)
+        return fail(r, 503, "service unavailable, retry later");
     rc = parse_query(r);
     if (rc)
         return fail(r, rc, rc == 400 ? "bad %-encoding in the query string" : "internal error");

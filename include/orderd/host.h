@@ -74,7 +74,9 @@ typedef od_status (*od_handler_fn)(void *self, od_request *req);
 
 /* The token verifier one module (auth) provides. token: the bearer token,
  * borrowed, len <= 8192. Fill *out (out->size is preset) and return OD_OK,
- * or return OD_ERR_INVALID for any bad token. Any thread, must not block. */
+ * OD_ERR_INVALID for any bad token (-> 401), or OD_ERR_UNAVAILABLE when the
+ * storage it checks tokens against cannot answer (-> 503). Runs on an HTTP
+ * worker, many at once; may block on a storage read like a handler. */
 typedef od_status (*od_authenticate_fn)(void *self, const char *token, size_t len,
                                         od_principal *out);
 
