@@ -1,18 +1,21 @@
 /*
  * auth - login (POST /api/login) and bearer-token verification for the core.
  *
- * Issues HS256 JWTs (claims sub, role, iat, exp, iss) for users of the
- * storage table "users" (unique index "email"; documents written by the
- * users module) and registers the verifier every USER/ADMIN route goes
- * through. Failed logins per (email, client address) are rate limited.
+ * Issues HS256 JWTs (claims sub, role, iat, exp, iss and the private claim
+ * tv) for users of the storage table "users" (unique index "email";
+ * documents written by the users module) and registers the verifier every
+ * USER/ADMIN route goes through. Failed logins per (email, client address)
+ * are rate limited.
  *
  * Config group "auth": jwt_secret (>= 32 bytes; env JWT_SECRET),
  * generate_dev_secret (bool, false), issuer ("orderd"), token_ttl_seconds
  * (60..2592000, 3600), login_max_failures (1..1000, 5), login_window_seconds
  * (1..86400, 300), argon2_iterations / argon2_memory_kib (cost of the dummy
- * hash checked for unknown e-mails; set them like the users module's).
+ * hash checked for unknown e-mails; set them like the users module's),
+ * revocation_check_ms (0..3600000, 5000).
  * Metrics: orderd_logins_total{result="success"|"invalid_credentials"|"rate_limited"},
- * orderd_auth_token_cache_total{result="hit"|"miss"} (miss = a full check).
+ * orderd_auth_token_cache_total{result="hit"|"miss"} (miss = a full check),
+ * orderd_auth_user_checks_total{result="valid"|"revoked"|"error"}.
  * Threads: none of its own. Handlers and the verifier run on HTTP workers;
  * the mutable state is the rate-limit table (striped mutexes), the hasher's
  * semaphore and one verified-token cache per worker thread (thread-specific
@@ -29,9 +32,25 @@
  * (an attacker who steers many tokens into one slot only evicts). Storing
  * the token instead of a SHA-256 of it saves the digest on every request;
  * tokens over TC_TOKEN_MAX bytes are simply verified in full each time. Only tokens
- * that passed every check are cached. There is no invalidation: the secret
- * cannot change at run time, and tokens are not revoked by a password change
- * anyway, so a cached answer is always the answer a full check would give.
+ * that passed every check are cached.
+ *
+ * Revocation: the user document carries tokenVersion (absent = 0), which
+ * the users module increments on a password change; login signs it into
+ * the token as "tv" (absent = 0). A token is accepted only while its user
+ * exists and tv equals the stored tokenVersion, and the role granted is the
+ * document's current one, not the claim: a demoted admin or a deleted user
+ * loses access the same way a changed password does. A full check reads the
+ * document; a cache hit re-reads it once the entry's last read is
+ * revocation_check_ms old (0 = every request), so a revoked token stops
+ * working on every instance sharing the storage within that time, while a
+ * hit inside the interval still touches no storage. A re-read that finds the
+ * document's storage version unchanged skips the JSON parse. When the
+ * storage cannot answer, the verifier returns OD_ERR_UNAVAILABLE (the core
+ * answers 503, as every handler does in an outage) and never accepts the
+ * token: a 401 would tell clients to drop a good token, and accepting it
+ * would let a revoked one through. The cache entry survives, so recovery
+ * costs no full check. That read is the verifier's only blocking call
+ * (bounded by the backend's timeout), on the HTTP worker like a handler's.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -62,6 +81,7 @@
 
 enum { LOGIN_SUCCESS, LOGIN_FAILURE, LOGIN_LIMITED, LOGIN_RESULTS };
 enum { TC_HIT, TC_MISS, TC_RESULTS };
+enum { UC_VALID, UC_REVOKED, UC_ERROR, UC_RESULTS };
 
 static const char INVALID_CREDENTIALS[] = "Invalid email or password";
 
@@ -79,14 +99,25 @@ typedef struct rl_stripe {
     rl_slot slots[RL_SLOTS];
 } rl_stripe;
 
-/* A token that passed verification; exp == 0 marks a free slot. */
+/* A token that passed verification; exp == 0 marks a free slot. role is
+ * the user document's, as of checked_ms (wall clock, ms), when the document
+ * had storage version doc_version. */
 typedef struct tc_entry {
     char token[TC_TOKEN_MAX];
     size_t len;
     int64_t exp;
+    int64_t tv;
+    int64_t checked_ms;
+    uint64_t doc_version;
     uint32_t role;
     char user_id[SUB_MAX + 1];
 } tc_entry;
+
+/* What the user document says about a token's subject. */
+typedef struct user_state {
+    uint64_t version; /* storage version of the document read; 0 = none */
+    uint32_t role;
+} user_state;
 
 struct auth;
 
@@ -109,11 +140,13 @@ typedef struct auth {
     int64_t ttl_s;
     int64_t max_failures;
     int64_t window_ms;
+    int64_t recheck_ms; /* revocation_check_ms */
     uint64_t rl_seed; /* random, so clients cannot aim keys at one stripe */
     odm_hasher *hasher;
     char dummy_hash[ODM_HASH_MAX];
     od_metric *logins[LOGIN_RESULTS]; /* counters, updated lock-free */
     od_metric *tc_results[TC_RESULTS];
+    od_metric *uc_results[UC_RESULTS];
     pthread_key_t tc_key;             /* this thread's tc_cache */
     int tc_key_ok;
     /* Every live tc_cache, so destroy frees those of threads still running.
@@ -126,6 +159,8 @@ typedef struct auth {
 static const char *const LOGIN_RESULT_LABELS[LOGIN_RESULTS] = {
     "result=\"success\"", "result=\"invalid_credentials\"", "result=\"rate_limited\""};
 static const char *const TC_RESULT_LABELS[TC_RESULTS] = {"result=\"hit\"", "result=\"miss\""};
+static const char *const UC_RESULT_LABELS[UC_RESULTS] = {
+    "result=\"valid\"", "result=\"revoked\"", "result=\"error\""};
 
 /* ---- rate limiting -------------------------------------------------------
  * Check and record are separate steps (the hash runs between them, unlocked),
@@ -229,7 +264,8 @@ static uint32_t role_parse(const char *s)
 }
 
 /* A signed token for the user, malloc'd by libjwt (free()), or NULL. */
-static char *token_issue(const auth *a, const char *user_id, uint32_t role, int64_t now_s)
+static char *token_issue(const auth *a, const char *user_id, uint32_t role, int64_t tv,
+                         int64_t now_s)
 {
     jwt_t *j = NULL;
     char *token = NULL;
@@ -238,6 +274,7 @@ static char *token_issue(const auth *a, const char *user_id, uint32_t role, int6
     if (jwt_add_grant(j, "sub", user_id) == 0 && jwt_add_grant(j, "role", role_name(role)) == 0 &&
         jwt_add_grant(j, "iss", a->issuer) == 0 && jwt_add_grant_int(j, "iat", (long)now_s) == 0 &&
         jwt_add_grant_int(j, "exp", (long)(now_s + a->ttl_s)) == 0 &&
+        jwt_add_grant_int(j, "tv", (long)tv) == 0 &&
         jwt_set_alg(j, JWT_ALG_HS256, a->secret, (int)a->secret_len) == 0)
         token = jwt_encode_str(j);
     jwt_free(j);
@@ -267,15 +304,18 @@ static const char *claim_string(json_object *claims, const char *name)
 
 /* The registered claims, checked as libjwt 1.10 does not (LIBRARIES.md §2). */
 static od_status claims_check(const auth *a, json_object *claims, int64_t now, od_principal *out,
-                              int64_t *exp_out)
+                              int64_t *exp_out, int64_t *tv_out)
 {
-    int64_t exp = 0, iat = 0, nbf = 0;
-    int has_exp = 0, has_iat = 0, has_nbf = 0;
+    int64_t exp = 0, iat = 0, nbf = 0, tv = 0;
+    int has_exp = 0, has_iat = 0, has_nbf = 0, has_tv = 0;
     if (claim_int(claims, "exp", &exp, &has_exp) != OD_OK || !has_exp || exp <= now)
         return OD_ERR_INVALID;
     if (claim_int(claims, "iat", &iat, &has_iat) != OD_OK || !has_iat || iat > now + CLOCK_SKEW_S)
         return OD_ERR_INVALID;
     if (claim_int(claims, "nbf", &nbf, &has_nbf) != OD_OK || (has_nbf && nbf > now + CLOCK_SKEW_S))
+        return OD_ERR_INVALID;
+    /* Tokens from before revocation existed carry no tv: version 0. */
+    if (claim_int(claims, "tv", &tv, &has_tv) != OD_OK || tv < 0)
         return OD_ERR_INVALID;
     const char *iss = claim_string(claims, "iss");
     const char *sub = claim_string(claims, "sub");
@@ -288,7 +328,59 @@ static od_status claims_check(const auth *a, json_object *claims, int64_t now, o
     out->role = role;
     memcpy(out->user_id, sub, sub_len + 1);
     *exp_out = exp;
+    *tv_out = tv;
     return OD_OK;
+}
+
+/* tokenVersion of a user document: absent = 0; anything but an integer
+ * >= 0 is a corrupt record. */
+static od_status doc_token_version(json_object *doc, int64_t *tv)
+{
+    int present = 0;
+    *tv = 0;
+    if (claim_int(doc, "tokenVersion", tv, &present) != OD_OK || *tv < 0)
+        return OD_ERR_INTERNAL;
+    return OD_OK;
+}
+
+/* ---- revocation: the token against its user's document ------------------ */
+
+/* Whether user_id still exists with tokenVersion tv. *st holds what the
+ * last check saw (version 0 = nothing yet); an unchanged storage version
+ * means an unchanged document, so its role stands without a parse. OD_OK
+ * with *st updated; OD_ERR_INVALID for a revoked token, a missing user or
+ * a corrupt record; OD_ERR_UNAVAILABLE when the storage failed. */
+static od_status user_check(auth *a, const char *user_id, int64_t tv, user_state *st)
+{
+    od_doc doc = {0};
+    od_status s = a->storage->ops->get(a->storage->self, "users", user_id, &doc);
+    if (s == OD_OK && (st->version == 0 || doc.version != st->version)) {
+        json_object *o = json_tokener_parse(doc.body);
+        int64_t doc_tv = 0;
+        uint32_t role = json_object_is_type(o, json_type_object)
+                            ? role_parse(claim_string(o, "role")) : 0;
+        if (role == 0 || doc_token_version(o, &doc_tv) != OD_OK) {
+            a->host->log(a->mod, OD_LOG_ERROR, "user %s: unreadable record", doc.key);
+            s = OD_ERR_INTERNAL;
+        } else if (doc_tv != tv) {
+            s = OD_ERR_NOT_FOUND;
+        } else {
+            st->version = doc.version;
+            st->role = role;
+        }
+        json_object_put(o);
+    }
+    od_doc_clear(a->host, &doc);
+    if (s == OD_OK) {
+        a->host->metric_add(a->uc_results[UC_VALID], 1);
+        return OD_OK;
+    }
+    if (s == OD_ERR_NOT_FOUND || s == OD_ERR_INTERNAL) {
+        a->host->metric_add(a->uc_results[UC_REVOKED], 1);
+        return OD_ERR_INVALID;
+    }
+    a->host->metric_add(a->uc_results[UC_ERROR], 1);
+    return OD_ERR_UNAVAILABLE;
 }
 
 /* ---- verified-token cache ------------------------------------------------ */
@@ -352,40 +444,63 @@ static tc_entry *tc_slot(tc_cache *c, const char *token, size_t len)
     return &c->slots[h % TC_SLOTS];
 }
 
+/* A stale entry's user document is read again; a clock stepped back also
+ * counts as stale, so it cannot stretch the interval. */
+static int tc_stale(const auth *a, const tc_entry *e, int64_t now_ms)
+{
+    return now_ms - e->checked_ms >= a->recheck_ms || now_ms < e->checked_ms;
+}
+
 /* OD_OK with *out filled on a live hit; OD_ERR_INVALID for a cached token
- * that has expired since; OD_ERR_NOT_FOUND when the token is not cached. */
-static od_status tc_lookup(tc_cache *c, const char *token, size_t len, int64_t now,
+ * that has expired or been revoked since; OD_ERR_UNAVAILABLE when its due
+ * re-check could not read the storage; OD_ERR_NOT_FOUND when the token is
+ * not cached. */
+static od_status tc_lookup(auth *a, tc_cache *c, const char *token, size_t len, int64_t now_ms,
                            od_principal *out)
 {
     tc_entry *e = tc_slot(c, token, len);
     if (e->exp == 0 || e->len != len || CRYPTO_memcmp(e->token, token, len) != 0)
         return OD_ERR_NOT_FOUND;
-    if (e->exp <= now) {
+    if (e->exp <= now_ms / 1000) {
         e->exp = 0;
         return OD_ERR_INVALID;
+    }
+    if (tc_stale(a, e, now_ms)) {
+        user_state st = {.version = e->doc_version, .role = e->role};
+        od_status s = user_check(a, e->user_id, e->tv, &st);
+        if (s == OD_ERR_INVALID)
+            e->exp = 0;
+        if (s != OD_OK)
+            return s;
+        e->doc_version = st.version;
+        e->role = st.role;
+        e->checked_ms = now_ms;
     }
     out->role = e->role;
     memcpy(out->user_id, e->user_id, sizeof e->user_id);
     return OD_OK;
 }
 
-static void tc_store(tc_cache *c, const char *token, size_t len, int64_t exp,
-                     const od_principal *p)
+static void tc_store(tc_cache *c, const char *token, size_t len, int64_t exp, int64_t tv,
+                     const user_state *st, int64_t now_ms, const od_principal *p)
 {
     tc_entry *e = tc_slot(c, token, len);
     memcpy(e->token, token, len);
     e->len = len;
     e->exp = exp;
+    e->tv = tv;
+    e->checked_ms = now_ms;
+    e->doc_version = st->version;
     e->role = p->role;
     snprintf(e->user_id, sizeof e->user_id, "%s", p->user_id);
 }
 
 /* ---- verification ---------------------------------------------------------- */
 
-/* The full check: signature, algorithm and claims. *exp receives the
- * token's expiry on success. */
-static od_status verify_full(const auth *a, char *token, int64_t now, od_principal *out,
-                             int64_t *exp)
+/* The signature, algorithm and claims. *exp and *tv receive the token's
+ * expiry and token version on success. */
+static od_status verify_signed(const auth *a, char *token, int64_t now, od_principal *out,
+                               int64_t *exp, int64_t *tv)
 {
     jwt_t *j = NULL;
     if (jwt_decode(&j, token, a->secret, (int)a->secret_len) != 0)
@@ -399,7 +514,7 @@ static od_status verify_full(const auth *a, char *token, int64_t now, od_princip
     free(grants);
     od_status s = OD_ERR_INVALID;
     if (json_object_is_type(claims, json_type_object))
-        s = claims_check(a, claims, now, out, exp);
+        s = claims_check(a, claims, now, out, exp, tv);
     json_object_put(claims);
     return s;
 }
@@ -411,10 +526,10 @@ static od_status verify_token(void *self, const char *token, size_t len, od_prin
     /* The cap also bounds libjwt's alloca() of each part on this stack. */
     if (len == 0 || len > TOKEN_MAX || memchr(token, '\0', len) != NULL)
         return OD_ERR_INVALID;
-    int64_t now = a->host->now_ms() / 1000;
+    int64_t now_ms = a->host->now_ms();
     tc_cache *cache = len <= TC_TOKEN_MAX ? tc_get(a) : NULL;
     if (cache != NULL) {
-        od_status hit = tc_lookup(cache, token, len, now, out);
+        od_status hit = tc_lookup(a, cache, token, len, now_ms, out);
         if (hit == OD_OK)
             a->host->metric_add(a->tc_results[TC_HIT], 1);
         if (hit != OD_ERR_NOT_FOUND)
@@ -423,11 +538,17 @@ static od_status verify_token(void *self, const char *token, size_t len, od_prin
     a->host->metric_add(a->tc_results[TC_MISS], 1);
     memcpy(buf, token, len);
     buf[len] = '\0';
-    int64_t exp = 0;
-    od_status s = verify_full(a, buf, now, out, &exp);
-    if (s == OD_OK && cache != NULL)
-        tc_store(cache, token, len, exp, out);
-    return s;
+    int64_t exp = 0, tv = 0;
+    user_state st = {0};
+    od_status s = verify_signed(a, buf, now_ms / 1000, out, &exp, &tv);
+    if (s == OD_OK)
+        s = user_check(a, out->user_id, tv, &st);
+    if (s != OD_OK)
+        return s;
+    out->role = st.role;
+    if (cache != NULL)
+        tc_store(cache, token, len, exp, tv, &st, now_ms, out);
+    return OD_OK;
 }
 
 /* ---- login ---------------------------------------------------------------- */
@@ -459,6 +580,7 @@ static od_status login_parse(json_object *body, login_req *lr, odm_err *e)
 typedef struct user_view {
     const char *id, *name, *email, *hash;
     uint32_t role;
+    int64_t tv;
 } user_view;
 
 static od_status user_view_parse(const od_doc *doc, json_object **doc_obj, user_view *u)
@@ -474,12 +596,12 @@ static od_status user_view_parse(const od_doc *doc, json_object **doc_obj, user_
     u->role = role_parse(claim_string(o, "role"));
     if (!u->id || !u->name || !u->email || !u->hash || u->role == 0)
         return OD_ERR_INTERNAL;
-    return OD_OK;
+    return doc_token_version(o, &u->tv);
 }
 
 static od_status reply_token(auth *a, od_request *req, const user_view *u)
 {
-    char *token = token_issue(a, u->id, u->role, a->host->now_ms() / 1000);
+    char *token = token_issue(a, u->id, u->role, u->tv, a->host->now_ms() / 1000);
     if (token == NULL)
         return OD_ERR_INTERNAL;
     json_object *data = json_object_new_object();
@@ -609,6 +731,7 @@ static od_status load_config(auth *a)
         h->config_int(a->mod, "token_ttl_seconds", 3600, 60, 86400 * 30, &a->ttl_s) != OD_OK ||
         h->config_int(a->mod, "login_max_failures", 5, 1, 1000, &a->max_failures) != OD_OK ||
         h->config_int(a->mod, "login_window_seconds", 300, 1, 86400, &window_s) != OD_OK ||
+        h->config_int(a->mod, "revocation_check_ms", 5000, 0, 3600000, &a->recheck_ms) != OD_OK ||
         h->config_int(a->mod, "argon2_iterations", ODM_ARGON2_T_DEFAULT, ODM_ARGON2_T_MIN, 64,
                       &t_cost) != OD_OK ||
         h->config_int(a->mod, "argon2_memory_kib", ODM_ARGON2_M_DEFAULT, ODM_ARGON2_M_MIN,
@@ -657,6 +780,17 @@ static od_status register_metrics(auth *a)
                                            "cache (hit) or verified in full (miss)",
                                            TC_RESULT_LABELS[i]);
         if (a->tc_results[i] == NULL)
+            return OD_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < UC_RESULTS; i++) {
+        a->uc_results[i] = a->host->metric(a->mod, OD_METRIC_COUNTER,
+                                           "orderd_auth_user_checks_total",
+                                           "Bearer tokens checked against their user's "
+                                           "document: still valid, refused (password changed, "
+                                           "user gone or unreadable) or not checkable "
+                                           "(storage error)",
+                                           UC_RESULT_LABELS[i]);
+        if (a->uc_results[i] == NULL)
             return OD_ERR_NOMEM;
     }
     return OD_OK;

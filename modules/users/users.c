@@ -5,7 +5,8 @@
  * GET /api/users/me, PATCH /api/users/me, GET /api/users/:id (admin or the
  * user). Users live in the storage table "users", key = id (UUIDv7), with
  * the unique index "email" (lower-cased), documents
- * {"id","name","email","role","passwordHash","createdAt","updatedAt"}.
+ * {"id","name","email","role","passwordHash","createdAt","updatedAt"} and,
+ * once the password has been changed, "tokenVersion" (absent = 0).
  * Responses are built from a whitelist of fields, so the hash never leaves.
  *
  * Config group "users": admin_email, admin_password (>= 8 chars; both also
@@ -22,9 +23,12 @@
  * version, so updates are visible at once; deletes fail the get first.
  *
  * PATCH /api/users/me: changing the password needs currentPassword (400
- * validation_failed when missing, 401 invalid_credentials when wrong). The
- * write is conditional on the version read; one retry on a concurrent
- * change, then 409 conflict.
+ * validation_failed when missing, 401 invalid_credentials when wrong) and
+ * increments tokenVersion, which revokes every token issued before (the
+ * auth module accepts a token only while its "tv" claim equals it); the
+ * client logs in again with the new password. The write is conditional on
+ * the version read, so two changes never reuse a tokenVersion; one retry on
+ * a concurrent change, then 409 conflict.
  */
 #include <stdint.h>
 #include <string.h>
@@ -84,11 +88,22 @@ static json_object *public_view(json_object *doc)
     return out;
 }
 
+/* tokenVersion: absent = 0; anything but an integer >= 0 is corrupt (-1). */
+static int64_t token_version(json_object *o)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, "tokenVersion", &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+        return -1;
+    return json_object_get_int64(v);
+}
+
 static json_object *doc_parse(const od_doc *doc)
 {
     json_object *o = json_tokener_parse(doc->body);
     if (!json_object_is_type(o, json_type_object) || obj_string(o, "email") == NULL ||
-        obj_string(o, "passwordHash") == NULL) {
+        obj_string(o, "passwordHash") == NULL || token_version(o) < 0) {
         json_object_put(o);
         return NULL;
     }
@@ -422,6 +437,8 @@ static od_status patch_apply(users *u, od_request *req, const char *id, const pa
         if (s != OD_OK)
             goto out;
         obj_set_string(doc, "passwordHash", pt->new_hash);
+        /* INT64_MAX changes would take longer than the universe has. */
+        json_object_object_add(doc, "tokenVersion", json_object_new_int64(token_version(doc) + 1));
     }
     if (pt->has_name)
         obj_set_string(doc, "name", pt->name);
@@ -431,7 +448,10 @@ static od_status patch_apply(users *u, od_request *req, const char *id, const pa
     s = doc_put(u, id, doc, OD_PUT_IF_VERSION, version);
     if (s == OD_OK) {
         *replied = 1;
-        s = reply_doc(u, req, 200, "User updated", doc);
+        s = reply_doc(u, req, 200,
+                      pt->has_password ? "Password changed; log in again with the new password"
+                                       : "User updated",
+                      doc);
     }
 out:
     json_object_put(doc);

@@ -1,7 +1,8 @@
 /*
  * integ_auth_users: the auth and users REST contract end to end - register,
  * login, tokens (bare, Bearer, forged, expired), admin listing with
- * pagination, per-user access, PATCH /api/users/me and the login rate limit.
+ * pagination, per-user access, PATCH /api/users/me, token revocation by a
+ * password change and the login rate limit.
  *
  * Login failures count towards the rate limit, so the tests that fail logins
  * on purpose get a server of their own; the shared server never sees one.
@@ -15,6 +16,7 @@
 #include <time.h>
 
 static ih_server srv;
+static ih_server srv2; /* the second instance of the shared-storage test */
 
 static void start_shared(void)
 {
@@ -37,6 +39,8 @@ static void release_and_stop(void)
     ih_release();
     if (srv.pid > 0)
         ih_server_stop(&srv);
+    if (srv2.pid > 0)
+        ih_server_stop(&srv2);
 }
 
 static const char *bearer(const char *token)
@@ -520,6 +524,181 @@ START_TEST(patch_me)
 }
 END_TEST
 
+/* ---- revocation ---- */
+
+/* The default test config with auth.revocation_check_ms = ms, on the
+ * backend's storage named by prefix (NULL: a fresh one). */
+static void launch_with_recheck(ih_server *s, int ms, const char *prefix)
+{
+    const char *build = getenv("ORDERD_BUILD_DIR");
+    ck_assert_msg(build != NULL, "ORDERD_BUILD_DIR is not set (run through ctest)");
+    char backends[1024];
+    ih_backend_groups(backends, sizeof backends, prefix);
+    memset(s, 0, sizeof *s);
+    ih_server_launch(
+        s,
+        ih_printf("server: { listen = \"127.0.0.1:0\"; threads = 16; max_body_bytes = %d;"
+                  " log_level = \"info\"; };\n"
+                  "modules: { directory = \"%s/modules\"; load = [\"auth\", \"users\"]; };\n"
+                  "%s"
+                  "auth: { jwt_secret = \"%s\"; token_ttl_seconds = 3600;"
+                  " revocation_check_ms = %d;"
+                  " argon2_iterations = 1; argon2_memory_kib = 1024; };\n"
+                  "users: { admin_email = \"%s\"; admin_password = \"%s\";"
+                  " argon2_iterations = 1; argon2_memory_kib = 1024; };\n",
+                  IH_MAX_BODY, build, backends, IH_JWT_SECRET, ms, IH_ADMIN_EMAIL,
+                  IH_ADMIN_PASSWORD));
+}
+
+static void start_with_recheck(int ms)
+{
+    launch_with_recheck(&srv, ms, NULL);
+}
+
+/* GET /api/users/me over n fresh connections, so several worker threads
+ * (each with its own token cache) answer; the number of 200s. */
+static int me_ok_on_fresh_connections(const char *token, int n)
+{
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        ih_reset_connection();
+        ok += ih_get(&srv, "/api/users/me", token)->status == 200;
+    }
+    ih_reset_connection();
+    return ok;
+}
+
+static const char *change_password(const char *token, const char *from, const char *to)
+{
+    ih_response *r = ih_send_json(
+        &srv, "PATCH", "/api/users/me", token,
+        ih_printf("{\"password\":\"%s\",\"currentPassword\":\"%s\"}", to, from));
+    ck_assert_msg(r->status == 200, "password change -> %ld: %s", r->status, r->body);
+    return ih_str(r, "message");
+}
+
+/* revocation_check_ms = 0: every request checks the user document, so the
+ * old tokens fail at once on every thread. */
+START_TEST(password_change_revokes_tokens)
+{
+    start_with_recheck(0);
+    ih_forbid("revoke-password-1");
+    ih_forbid("revoke-password-2");
+    ih_forbid("bystander-password");
+    const char *id = ih_register(&srv, "Rev", "rev@test.local", "revoke-password-1");
+    ih_register(&srv, "By", "by@test.local", "bystander-password");
+    const char *t1 = ih_login(&srv, "rev@test.local", "revoke-password-1");
+    const char *t2 = ih_login(&srv, "rev@test.local", "revoke-password-1");
+    const char *other = ih_login(&srv, "by@test.local", "bystander-password");
+    ck_assert_int_eq(me_ok_on_fresh_connections(t1, 8), 8);
+    ck_assert_int_eq(me_ok_on_fresh_connections(t2, 8), 8);
+
+    const char *msg = change_password(t1, "revoke-password-1", "revoke-password-2");
+    ck_assert_str_eq(msg, "Password changed; log in again with the new password");
+    for (int i = 0; i < 8; i++) {
+        ih_reset_connection();
+        assert_unauthorized(ih_get(&srv, "/api/users/me", t1));
+        assert_unauthorized(ih_get(&srv, "/api/users/me", t2));
+    }
+    /* A revoked token cannot change the password back either. */
+    assert_unauthorized(ih_send_json(
+        &srv, "PATCH", "/api/users/me", t2,
+        "{\"password\":\"revoke-password-1\",\"currentPassword\":\"revoke-password-2\"}"));
+
+    const char *fresh = ih_login(&srv, "rev@test.local", "revoke-password-2");
+    ih_response *r = ih_get(&srv, "/api/users/me", fresh);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(ih_str(r, "data.id"), id);
+    ck_assert_int_eq(me_ok_on_fresh_connections(other, 8), 8);
+
+    /* A name change revokes nothing. */
+    r = ih_send_json(&srv, "PATCH", "/api/users/me", fresh, "{\"name\":\"Revd\"}");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(ih_str(r, "message"), "User updated");
+    ck_assert_int_eq(me_ok_on_fresh_connections(fresh, 4), 4);
+    ck_assert_int_eq(ih_server_stop(&srv), 0);
+}
+END_TEST
+
+/* With a cache interval, a token cached on many threads still stops working
+ * once the interval has passed: polled with a deadline. */
+START_TEST(cached_token_revoked_within_interval)
+{
+    start_with_recheck(300);
+    ih_forbid("cached-password-1");
+    ih_forbid("cached-password-2");
+    ih_register(&srv, "Cached", "cached@test.local", "cached-password-1");
+    /* Copies: the loop below releases harness-owned strings. */
+    char *old = strdup(ih_login(&srv, "cached@test.local", "cached-password-1"));
+    char *admin = strdup(ih_login(&srv, IH_ADMIN_EMAIL, IH_ADMIN_PASSWORD));
+    ck_assert_int_eq(me_ok_on_fresh_connections(old, 16), 16);
+    ck_assert_int_eq(me_ok_on_fresh_connections(admin, 4), 4);
+    change_password(old, "cached-password-1", "cached-password-2");
+
+    /* Every answer is a 200 (a cached entry younger than 300 ms) or a 401;
+     * after the interval, 32 fresh connections in a row must all be 401. */
+    int64_t deadline = ih_monotonic_ms() + 10000;
+    int refused_in_a_row = 0;
+    while (refused_in_a_row < 32) {
+        ck_assert_msg(ih_monotonic_ms() < deadline, "old token still accepted after 10 s");
+        ih_reset_connection();
+        long status = ih_get(&srv, "/api/users/me", old)->status;
+        ck_assert_msg(status == 200 || status == 401, "old token -> %ld", status);
+        refused_in_a_row = status == 401 ? refused_in_a_row + 1 : 0;
+        ih_release();
+    }
+    ih_reset_connection();
+    ck_assert_int_eq(me_ok_on_fresh_connections(admin, 4), 4);
+    const char *fresh = ih_login(&srv, "cached@test.local", "cached-password-2");
+    ck_assert_int_eq(me_ok_on_fresh_connections(fresh, 4), 4);
+    free(old);
+    free(admin);
+    ck_assert_int_eq(ih_server_stop(&srv), 0);
+}
+END_TEST
+
+/* Revocation reaches every instance sharing the storage (SQLite file,
+ * DynamoDB tables; the memory backend cannot be shared). */
+START_TEST(revocation_reaches_other_instance)
+{
+    if (ih_backend_selected("memory"))
+        return;
+    char prefix[64];
+    ih_unique_prefix(prefix, sizeof prefix);
+    launch_with_recheck(&srv, 300, prefix);
+    launch_with_recheck(&srv2, 300, prefix);
+    ih_forbid("shared-password-1");
+    ih_forbid("shared-password-2");
+    ih_register(&srv, "Shared", "shared@test.local", "shared-password-1");
+    char *old = strdup(ih_login(&srv, "shared@test.local", "shared-password-1"));
+    /* Cached on several of the second instance's threads. */
+    for (int i = 0; i < 8; i++) {
+        ih_reset_connection();
+        ck_assert_int_eq(ih_get(&srv2, "/api/users/me", old)->status, 200);
+    }
+    change_password(old, "shared-password-1", "shared-password-2");
+
+    int64_t deadline = ih_monotonic_ms() + 10000;
+    int refused_in_a_row = 0;
+    while (refused_in_a_row < 32) {
+        ck_assert_msg(ih_monotonic_ms() < deadline,
+                      "the other instance accepts the old token after 10 s");
+        ih_reset_connection();
+        long status = ih_get(&srv2, "/api/users/me", old)->status;
+        ck_assert_msg(status == 200 || status == 401, "old token -> %ld", status);
+        refused_in_a_row = status == 401 ? refused_in_a_row + 1 : 0;
+        ih_release();
+    }
+    ih_reset_connection();
+    const char *fresh = ih_login(&srv2, "shared@test.local", "shared-password-2");
+    ck_assert_int_eq(ih_get(&srv, "/api/users/me", fresh)->status, 200);
+    ck_assert_int_eq(ih_get(&srv2, "/api/users/me", fresh)->status, 200);
+    free(old);
+    ck_assert_int_eq(ih_server_stop(&srv2), 0);
+    ck_assert_int_eq(ih_server_stop(&srv), 0);
+}
+END_TEST
+
 static Suite *auth_users_suite(void)
 {
     ih_forbid(IH_ADMIN_PASSWORD);
@@ -544,6 +723,9 @@ static Suite *auth_users_suite(void)
     tcase_add_test(own, login_failures_look_alike);
     tcase_add_test(own, login_rate_limited);
     tcase_add_test(own, patch_me);
+    tcase_add_test(own, password_change_revokes_tokens);
+    tcase_add_test(own, cached_token_revoked_within_interval);
+    tcase_add_test(own, revocation_reaches_other_instance);
     suite_add_tcase(s, own);
     return s;
 }

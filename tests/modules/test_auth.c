@@ -1,5 +1,6 @@
-/* test_auth.c - the auth module: token verification, login, rate limiting,
- * start-up checks. Real storage_memory behind the mock host. */
+/* test_auth.c - the auth module: token verification, revocation, login,
+ * rate limiting, start-up checks. Real storage_memory behind the mock host
+ * (wrapped by a switchable failing get for the storage-error cases). */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,23 +30,55 @@ static void configure(od_module *m)
     mock_config_set_int(m, "login_window_seconds", 60);
 }
 
-static void put_user(const char *id, const char *email, const char *role)
+static char user_hash[ODM_HASH_MAX]; /* of PASSWORD, made once per test */
+
+/* Write (cond OD_PUT_UPSERT: replace) the user document; extra: more members
+ * ("" or e.g. ",\"tokenVersion\":2"). */
+static void write_user(const char *id, const char *email, const char *role, const char *extra,
+                       uint32_t cond)
 {
-    odm_hasher *hs = NULL;
-    char hash[ODM_HASH_MAX], body[512];
-    ck_assert_int_eq(odm_hasher_new(mock_host_api(), 1, 1024, 1, &hs), OD_OK);
-    ck_assert_int_eq(odm_password_hash(hs, PASSWORD, strlen(PASSWORD), hash), OD_OK);
-    odm_hasher_free(hs);
+    char body[1024];
+    if (user_hash[0] == '\0') {
+        odm_hasher *hs = NULL;
+        ck_assert_int_eq(odm_hasher_new(mock_host_api(), 1, 1024, 1, &hs), OD_OK);
+        ck_assert_int_eq(odm_password_hash(hs, PASSWORD, strlen(PASSWORD), user_hash), OD_OK);
+        odm_hasher_free(hs);
+    }
     snprintf(body, sizeof body,
              "{\"id\":\"%s\",\"name\":\"Alice\",\"email\":\"%s\",\"role\":\"%s\","
              "\"passwordHash\":\"%s\",\"createdAt\":\"2026-11-26T10:00:00.000Z\","
-             "\"updatedAt\":\"2026-11-26T10:00:00.000Z\"}",
-             id, email, role, hash);
+             "\"updatedAt\":\"2026-11-26T10:00:00.000Z\"%s}",
+             id, email, role, user_hash, extra);
     const od_index_value idx = {.index = "email", .value = email};
     const od_storage *st = ts_storage();
-    ck_assert_int_eq(st->ops->put(st->self, "users", id, body, strlen(body), &idx, 1,
-                                  OD_PUT_IF_ABSENT, 0, NULL),
+    ck_assert_int_eq(st->ops->put(st->self, "users", id, body, strlen(body), &idx, 1, cond, 0,
+                                  NULL),
                      OD_OK);
+}
+
+static void put_user(const char *id, const char *email, const char *role)
+{
+    write_user(id, email, role, "", OD_PUT_IF_ABSENT);
+}
+
+/* A user whose e-mail is derived from the id (tokens only need the id). */
+static void put_subject(const char *id, const char *role)
+{
+    char email[128];
+    snprintf(email, sizeof email, "%s@example.com", id);
+    put_user(id, email, role);
+}
+
+/* storage_memory with a get that fails while get_fails is set. */
+static od_storage_ops flaky_ops;
+static od_storage flaky;
+static int get_fails;
+
+static od_status flaky_get(void *st, const char *table, const char *key, od_doc *out)
+{
+    if (get_fails)
+        return OD_ERR_UNAVAILABLE;
+    return ts_storage()->ops->get(st, table, key, out);
 }
 
 static void setup(void)
@@ -53,6 +86,12 @@ static void setup(void)
     mock_set_now_ms(NOW_MS);
     mock_log_reset();
     ts_storage_up();
+    user_hash[0] = '\0';
+    get_fails = 0;
+    flaky_ops = *ts_storage()->ops;
+    flaky_ops.get = flaky_get;
+    flaky = (od_storage){.ops = &flaky_ops, .self = ts_storage()->self};
+    mock_set_storage(&flaky);
     desc = ts_load("auth");
     mod = mock_module_new("auth");
     mock_config_set_string(mod, "jwt_secret", SECRET);
@@ -144,6 +183,7 @@ START_TEST(valid_token_accepted)
     ck_assert_str_eq(p.user_id, USER_ID);
     ck_assert_int_eq(p.role, OD_ROLE_CUSTOMER);
     free(t);
+    put_subject("u1", "admin");
     snprintf(c, sizeof c, "{\"sub\":\"u1\",\"role\":\"admin\",\"iss\":\"orderd\",\"nbf\":%lld,%s}",
              NOW_S, TIMES);
     t = make_token(JWT_ALG_HS256, SECRET, c);
@@ -259,14 +299,15 @@ static char *token_for(const char *sub, const char *role, long long exp)
 
 START_TEST(cache_hit_gives_the_same_principal)
 {
-    char *t = token_for(USER_ID, "admin", NOW_S + 3600);
+    put_subject("u1", "admin");
+    char *t = token_for("u1", "admin", NOW_S + 3600);
     int64_t hits0 = cache_metric("hit"), misses0 = cache_metric("miss");
     od_principal p1, p2;
     ck_assert_int_eq(verify(t, &p1), OD_OK);
     ck_assert_int_eq(verify(t, &p2), OD_OK);
     ck_assert_int_eq(cache_metric("miss") - misses0, 1);
     ck_assert_int_eq(cache_metric("hit") - hits0, 1);
-    ck_assert_str_eq(p2.user_id, USER_ID);
+    ck_assert_str_eq(p2.user_id, "u1");
     ck_assert_int_eq(p2.role, OD_ROLE_ADMIN);
     ck_assert_mem_eq(&p1, &p2, sizeof p1);
     free(t);
@@ -306,6 +347,7 @@ START_TEST(same_prefix_is_not_a_hit)
     free(forged);
 
     /* Two valid tokens that share the header prefix keep their own principals. */
+    put_subject("u2", "admin");
     char *other = token_for("u2", "admin", NOW_S + 3600);
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(verify(t, &p), OD_OK);
@@ -325,6 +367,10 @@ START_TEST(cache_slots_are_reused)
     /* Far more tokens than a thread's slots: old ones are evicted and
      * verified again, none is ever confused with another. */
     char sub[32];
+    for (int i = 0; i < 200; i++) {
+        snprintf(sub, sizeof sub, "user-%d", i);
+        put_subject(sub, "customer");
+    }
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < 200; i++) {
             snprintf(sub, sizeof sub, "user-%d", i);
@@ -393,6 +439,12 @@ START_TEST(cache_is_per_thread_and_consistent)
     pthread_t th[CACHE_THREADS];
     cache_worker w[CACHE_THREADS];
     char *tokens[CACHE_THREADS];
+    put_subject("shared", "customer");
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "worker-%d", i);
+        put_subject(sub, "customer");
+    }
     char *shared = token_for("shared", "customer", NOW_S + 3600);
     int64_t hits0 = cache_metric("hit"), misses0 = cache_metric("miss");
     for (int i = 0; i < CACHE_THREADS; i++) {
@@ -415,6 +467,234 @@ START_TEST(cache_is_per_thread_and_consistent)
     od_principal p;
     ck_assert_int_eq(verify(shared, &p), OD_OK);
     free(shared);
+}
+END_TEST
+
+/* ---- revocation: the token against its user's document ---- */
+
+static int64_t checks(const char *result)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "result=\"%s\"", result);
+    return mock_metric_value("orderd_auth_user_checks_total", labels);
+}
+
+/* A token for USER_ID with claims extra after the times (e.g. ",\"tv\":2"). */
+static char *token_tv(const char *extra)
+{
+    char c[512];
+    snprintf(c, sizeof c,
+             "{\"sub\":\"%s\",\"role\":\"customer\",\"iss\":\"orderd\",\"iat\":%lld,"
+             "\"exp\":%lld%s}",
+             USER_ID, NOW_S, NOW_S + 3600, extra);
+    return make_token(JWT_ALG_HS256, SECRET, c);
+}
+
+/* Bump the stored tokenVersion, as a password change does. */
+static void set_token_version(int v)
+{
+    char extra[64];
+    snprintf(extra, sizeof extra, ",\"tokenVersion\":%d", v);
+    write_user(USER_ID, "alice@example.com", "customer", extra, OD_PUT_UPSERT);
+}
+
+START_TEST(token_version_must_match)
+{
+    set_token_version(2);
+    char *none = token_tv(""), *one = token_tv(",\"tv\":1"), *two = token_tv(",\"tv\":2");
+    char *neg = token_tv(",\"tv\":-1"), *str = token_tv(",\"tv\":\"2\"");
+    assert_rejected(none, "no tv (= 0) against tokenVersion 2");
+    assert_rejected(one, "tv 1 against tokenVersion 2");
+    assert_rejected(neg, "tv -1");
+    assert_rejected(str, "tv as a string");
+    od_principal p;
+    ck_assert_int_eq(verify(two, &p), OD_OK);
+    ck_assert_str_eq(p.user_id, USER_ID);
+    free(none), free(one), free(two), free(neg), free(str);
+
+    /* No tokenVersion in the document = 0 = a token without tv. */
+    put_subject("u0", "customer");
+    char *old = token_for("u0", "customer", NOW_S + 3600);
+    ck_assert_int_eq(verify(old, &p), OD_OK);
+    free(old);
+}
+END_TEST
+
+START_TEST(unknown_user_rejected)
+{
+    char *t = token_for("no-such-user", "admin", NOW_S + 3600);
+    int64_t revoked0 = checks("revoked");
+    assert_rejected(t, "token of a user that does not exist");
+    ck_assert_int_eq(checks("revoked") - revoked0, 1);
+    free(t);
+}
+END_TEST
+
+START_TEST(role_comes_from_the_document)
+{
+    put_subject("u1", "admin");
+    char *t = token_for(USER_ID, "admin", NOW_S + 3600); /* USER_ID is a customer */
+    od_principal p;
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    ck_assert_int_eq(p.role, OD_ROLE_CUSTOMER);
+    free(t);
+
+    /* Demoted: the admin token keeps working, as a customer, once re-read. */
+    t = token_for("u1", "admin", NOW_S + 3600);
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    ck_assert_int_eq(p.role, OD_ROLE_ADMIN);
+    write_user("u1", "u1@example.com", "customer", "", OD_PUT_UPSERT);
+    mock_set_now_ms(NOW_MS + 5000);
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    ck_assert_int_eq(p.role, OD_ROLE_CUSTOMER);
+    free(t);
+}
+END_TEST
+
+/* The cached answer stands for revocation_check_ms (default 5000) without
+ * a storage read, then the document is read again. */
+START_TEST(cache_hit_rechecks_after_interval)
+{
+    char *t = token_tv(""), *other = token_for("u2", "customer", NOW_S + 3600);
+    put_subject("u2", "customer");
+    od_principal p;
+    ck_assert_int_eq(verify(other, &p), OD_OK); /* first: it may share t's slot */
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    int64_t valid0 = checks("valid"), hits0 = cache_metric("hit");
+    mock_set_now_ms(NOW_MS + 4999);
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    ck_assert_int_eq(checks("valid") - valid0, 0); /* no storage read on a young hit */
+    ck_assert_int_eq(cache_metric("hit") - hits0, 1);
+
+    set_token_version(1); /* the password changed */
+    ck_assert_int_eq(verify(t, &p), OD_OK); /* still inside the interval */
+    mock_set_now_ms(NOW_MS + 5000);
+    int64_t revoked0 = checks("revoked"), misses0 = cache_metric("miss");
+    assert_rejected(t, "revoked token after revocation_check_ms");
+    ck_assert_int_eq(checks("revoked") - revoked0, 1);
+    ck_assert_int_eq(cache_metric("miss") - misses0, 0); /* decided by the re-check */
+    assert_rejected(t, "revoked token, checked in full");
+    ck_assert_int_eq(cache_metric("miss") - misses0, 1);
+
+    /* Other users are unaffected; their re-check finds nothing changed. */
+    ck_assert_int_eq(verify(other, &p), OD_OK);
+    ck_assert_str_eq(p.user_id, "u2");
+    free(t);
+    free(other);
+}
+END_TEST
+
+START_TEST(deleted_user_rejected_after_interval)
+{
+    char *t = token_tv("");
+    od_principal p;
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    const od_storage *st = ts_storage();
+    ck_assert_int_eq(st->ops->del(st->self, "users", USER_ID, 0), OD_OK);
+    mock_set_now_ms(NOW_MS + 5000);
+    assert_rejected(t, "token of a deleted user");
+    free(t);
+}
+END_TEST
+
+START_TEST(clock_stepped_back_rechecks)
+{
+    char *t = token_tv("");
+    od_principal p;
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    set_token_version(1);
+    mock_set_now_ms(NOW_MS - 1);
+    assert_rejected(t, "revoked token after the clock went back");
+    free(t);
+}
+END_TEST
+
+/* Storage down: neither accept nor call the token bad (the core answers
+ * 503); a young cached entry needs no storage and still works. */
+START_TEST(storage_error_is_unavailable)
+{
+    char *t = token_tv(""), *fresh = token_for(USER_ID, "customer", NOW_S + 1800);
+    od_principal p;
+    ck_assert_int_eq(verify(t, &p), OD_OK);
+    get_fails = 1;
+    int64_t errors0 = checks("error");
+    mock_set_now_ms(NOW_MS + 4000);
+    ck_assert_int_eq(verify(t, &p), OD_OK); /* young hit: no read, no error */
+    ck_assert_int_eq(verify(fresh, &p), OD_ERR_UNAVAILABLE); /* full check */
+    mock_set_now_ms(NOW_MS + 5000);
+    ck_assert_int_eq(verify(t, &p), OD_ERR_UNAVAILABLE); /* due re-check */
+    ck_assert_int_eq(checks("error") - errors0, 2);
+    get_fails = 0;
+    int64_t misses0 = cache_metric("miss");
+    ck_assert_int_eq(verify(t, &p), OD_OK); /* the entry survived: re-checked, */
+    ck_assert_int_eq(cache_metric("miss") - misses0, 0); /* not verified in full */
+    ck_assert_int_eq(verify(fresh, &p), OD_OK);
+
+    /* A token revoked during the outage is refused once storage is back. */
+    get_fails = 1;
+    set_token_version(1);
+    mock_set_now_ms(NOW_MS + 10000);
+    ck_assert_int_eq(verify(t, &p), OD_ERR_UNAVAILABLE);
+    get_fails = 0;
+    assert_rejected(t, "revoked during the outage");
+    free(t);
+    free(fresh);
+}
+END_TEST
+
+START_TEST(corrupt_token_version_rejected)
+{
+    write_user(USER_ID, "alice@example.com", "customer", ",\"tokenVersion\":\"1\"", OD_PUT_UPSERT);
+    char *t = token_tv("");
+    assert_rejected(t, "document with tokenVersion as a string");
+    ck_assert(mock_log_contains("unreadable record"));
+    free(t);
+}
+END_TEST
+
+/* A fresh auth instance with revocation_check_ms set; NULL when init fails. */
+static void *init_recheck(int64_t ms, od_status *status)
+{
+    mock_routes_reset();
+    od_module *m = mock_module_new("auth");
+    mock_config_set_string(m, "jwt_secret", SECRET);
+    mock_config_set_int(m, "revocation_check_ms", ms);
+    configure(m);
+    void *x = NULL;
+    *status = desc->init(mock_host_api(), m, &x);
+    mock_module_free(m);
+    return *status == OD_OK ? x : NULL;
+}
+
+START_TEST(recheck_zero_reads_every_time)
+{
+    od_status s;
+    void *x = init_recheck(0, &s);
+    ck_assert_int_eq(s, OD_OK);
+    char *t = token_tv("");
+    od_principal p = {.size = sizeof p};
+    int64_t valid0 = checks("valid"), hits0 = cache_metric("hit");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(mock_authenticator()(x, t, strlen(t), &p), OD_OK);
+    ck_assert_int_eq(checks("valid") - valid0, 3);
+    ck_assert_int_eq(cache_metric("hit") - hits0, 2); /* the signature is not checked again */
+    set_token_version(1);
+    ck_assert_int_eq(mock_authenticator()(x, t, strlen(t), &p), OD_ERR_INVALID);
+    free(t);
+    desc->destroy(x);
+}
+END_TEST
+
+START_TEST(recheck_range_enforced)
+{
+    od_status s;
+    void *x = init_recheck(3600000, &s);
+    ck_assert_int_eq(s, OD_OK);
+    desc->destroy(x);
+    ck_assert_ptr_null(init_recheck(-1, &s));
+    ck_assert_int_eq(s, OD_ERR_CONFIG);
+    ck_assert_ptr_null(init_recheck(3600001, &s));
+    ck_assert_int_eq(s, OD_ERR_CONFIG);
 }
 END_TEST
 
@@ -458,6 +738,19 @@ START_TEST(login_success_issues_working_token)
     od_principal p;
     ck_assert_int_eq(verify(ts_str(r, "data.accessToken"), &p), OD_OK);
     ck_assert_str_eq(p.user_id, USER_ID);
+    ts_free(r);
+
+    /* The token carries the current tokenVersion as "tv". */
+    set_token_version(7);
+    r = login("{\"email\":\"alice@example.com\",\"password\":\"" PASSWORD "\"}", NULL);
+    ck_assert_int_eq(mock_reply_status(r), 200);
+    jwt_t *j = NULL;
+    ck_assert_int_eq(jwt_decode(&j, ts_str(r, "data.accessToken"), (const unsigned char *)SECRET,
+                                (int)strlen(SECRET)),
+                     0);
+    ck_assert_int_eq(jwt_get_grant_int(j, "tv"), 7);
+    jwt_free(j);
+    ck_assert_int_eq(verify(ts_str(r, "data.accessToken"), &p), OD_OK);
     ts_free(r);
 
     /* One hour later the token has expired. */
@@ -694,6 +987,16 @@ static Suite *auth_suite(void)
     tcase_add_test(tok, cache_slots_are_reused);
     tcase_add_test(tok, long_token_is_verified_every_time);
     tcase_add_test(tok, cache_is_per_thread_and_consistent);
+    tcase_add_test(tok, token_version_must_match);
+    tcase_add_test(tok, unknown_user_rejected);
+    tcase_add_test(tok, role_comes_from_the_document);
+    tcase_add_test(tok, cache_hit_rechecks_after_interval);
+    tcase_add_test(tok, deleted_user_rejected_after_interval);
+    tcase_add_test(tok, clock_stepped_back_rechecks);
+    tcase_add_test(tok, storage_error_is_unavailable);
+    tcase_add_test(tok, corrupt_token_version_rejected);
+    tcase_add_test(tok, recheck_zero_reads_every_time);
+    tcase_add_test(tok, recheck_range_enforced);
     suite_add_tcase(s, tok);
 
     TCase *lg = tcase_create("login");

@@ -130,6 +130,22 @@ static char *stored_hash(const char *email, char *out)
     return out;
 }
 
+/* The stored tokenVersion: absent = 0; -1 when it is not an integer. */
+static int64_t stored_token_version(const char *email)
+{
+    od_doc doc = {0};
+    ck_assert_int_eq(ts_storage()->ops->lookup(ts_storage()->self, "users", "email", email, &doc),
+                     OD_OK);
+    json_object *o = json_tokener_parse(doc.body);
+    json_object *v = NULL;
+    int64_t tv = 0;
+    if (json_object_object_get_ex(o, "tokenVersion", &v))
+        tv = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+    json_object_put(o);
+    od_doc_clear(mock_host_api(), &doc);
+    return tv;
+}
+
 static int password_matches(const char *email, const char *password)
 {
     char hash[ODM_HASH_MAX];
@@ -383,6 +399,55 @@ START_TEST(patch_name_and_password)
     ts_free(r);
     ck_assert(password_matches("alice@example.com", "new-passw0rd!"));
     ck_assert(!password_matches("alice@example.com", PASSWORD));
+}
+END_TEST
+
+/* A password change increments tokenVersion (revoking older tokens);
+ * nothing else does, and the version never leaves the server. */
+START_TEST(password_change_bumps_token_version)
+{
+    char alice[64], bob[64];
+    signup_id("Alice", "alice@example.com", alice);
+    signup_id("Bob", "bob@example.com", bob);
+    ck_assert_int_eq(stored_token_version("alice@example.com"), 0);
+    ts_free(patch_me(alice, "{\"name\":\"Alicia\"}"));
+    ck_assert_int_eq(stored_token_version("alice@example.com"), 0);
+
+    od_request *r =
+        patch_me(alice, "{\"password\":\"new-passw0rd!\",\"currentPassword\":\"" PASSWORD "\"}");
+    ck_assert_int_eq(mock_reply_status(r), 200);
+    ck_assert_str_eq(ts_str(r, "message"), "Password changed; log in again with the new password");
+    ck_assert_str_eq(ts_str(r, "data.id"), alice);
+    ck_assert_ptr_null(strstr(mock_reply_body(r), "tokenVersion"));
+    ts_free(r);
+    ck_assert_int_eq(stored_token_version("alice@example.com"), 1);
+    r = patch_me(alice, "{\"password\":\"third-passw0rd\",\"currentPassword\":\"new-passw0rd!\"}");
+    ck_assert_int_eq(mock_reply_status(r), 200);
+    ts_free(r);
+    ck_assert_int_eq(stored_token_version("alice@example.com"), 2);
+
+    /* A wrong current password changes nothing; other users are untouched. */
+    ts_free(patch_me(alice, "{\"password\":\"fourth-passw0rd\",\"currentPassword\":\"nope\"}"));
+    ck_assert_int_eq(stored_token_version("alice@example.com"), 2);
+    ck_assert_int_eq(stored_token_version("bob@example.com"), 0);
+    r = get_user(alice, alice, OD_ROLE_CUSTOMER);
+    ck_assert_ptr_null(strstr(mock_reply_body(r), "tokenVersion"));
+    ts_free(r);
+}
+END_TEST
+
+/* Concurrent changes must not both write the same next version: the write
+ * is conditional, the retry reads the version the other change wrote. */
+START_TEST(password_change_retry_rereads_token_version)
+{
+    char alice[64];
+    signup_id("Alice", "alice@example.com", alice);
+    conflicts_to_inject = 1;
+    od_request *r =
+        patch_me(alice, "{\"password\":\"new-passw0rd!\",\"currentPassword\":\"" PASSWORD "\"}");
+    ck_assert_int_eq(mock_reply_status(r), 200);
+    ts_free(r);
+    ck_assert_int_eq(stored_token_version("alice@example.com"), 1);
 }
 END_TEST
 
@@ -673,6 +738,8 @@ static Suite *users_suite(void)
     tcase_add_test(tc, list_bad_params_400);
     tcase_add_test(tc, patch_name_and_password);
     tcase_add_test(tc, patch_password_needs_current);
+    tcase_add_test(tc, password_change_bumps_token_version);
+    tcase_add_test(tc, password_change_retry_rereads_token_version);
     tcase_add_test(tc, patch_bad_input_400);
     tcase_add_test(tc, patch_retries_one_conflict_then_409);
     suite_add_tcase(s, tc);
