@@ -37,6 +37,7 @@
 #include <orderd/orderd.h>
 
 #include "odaws.h"
+#include "odm_b64.h"
 #include "odm_tables.h"
 
 #define DD_MAX_INDEXES OD_INDEXES_MAX
@@ -1366,59 +1367,6 @@ static od_status dd_del(void *self, const char *table, const char *key, uint64_t
  * which keeps it under OD_CURSOR_MAX for 255-byte keys (keys and names
  * cannot contain "\n"). */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static size_t b64_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = B64[v >> 18];
-        out[o++] = B64[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = B64[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = B64[v & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-/* Strict: alphabet only, no padding, unused trailing bits zero. Returns the
- * decoded length or -1. */
-static long b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    if (n % 4 == 1 || (n / 4) * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *p = in[i] ? strchr(B64, in[i]) : NULL;
-        if (!p)
-            return -1;
-        acc = acc << 6 | (uint32_t)(p - B64);
-        if (i % 4 == 3) {
-            out[o++] = (unsigned char)(acc >> 16);
-            out[o++] = (unsigned char)(acc >> 8);
-            out[o++] = (unsigned char)acc;
-            acc = 0;
-        }
-    }
-    if ((n % 4 == 2 && (acc & 0xf)) || (n % 4 == 3 && (acc & 0x3)))
-        return -1;
-    if (n % 4 == 2) {
-        out[o++] = (unsigned char)(acc >> 4);
-    } else if (n % 4 == 3) {
-        out[o++] = (unsigned char)(acc >> 10);
-        out[o++] = (unsigned char)(acc >> 2);
-    }
-    return (long)o;
-}
-
 #define DD_CURSOR_RAW (DD_NAME_MAX * 2 + OD_KEY_MAX + 2)
 
 static char *cursor_encode(const od_host_api *h, const char *table, const char *index,
@@ -1426,7 +1374,7 @@ static char *cursor_encode(const od_host_api *h, const char *table, const char *
 {
     char raw[DD_CURSOR_RAW + 1], buf[OD_CURSOR_MAX + 1] = DD_CURSOR_TAG;
     int n = snprintf(raw, sizeof raw, "%s\n%s\n%s", table, index, key);
-    b64_encode((const unsigned char *)raw, (size_t)n, buf + strlen(DD_CURSOR_TAG));
+    odm_b64url_encode(raw, (size_t)n, buf + strlen(DD_CURSOR_TAG));
     return h->strdup(buf);
 }
 
@@ -1438,7 +1386,7 @@ static int cursor_decode(const char *cursor, const char *table, const char *inde
     char raw[DD_CURSOR_RAW + 1];
     if (n > OD_CURSOR_MAX || strncmp(cursor, DD_CURSOR_TAG, tag) != 0)
         return 0;
-    long len = b64_decode(cursor + tag, n - tag, (unsigned char *)raw, DD_CURSOR_RAW);
+    long len = odm_b64url_decode(cursor + tag, n - tag, (unsigned char *)raw, DD_CURSOR_RAW);
     if (len < 0)
         return 0;
     raw[len] = '\0';

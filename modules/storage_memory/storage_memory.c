@@ -33,6 +33,7 @@
 
 #include <orderd/orderd.h>
 
+#include "odm_b64.h"
 #include "odm_tables.h"
 
 #define SM_MAX_NAMESPACES 64
@@ -216,35 +217,16 @@ static int find_index(const sm_table *t, const char *name)
 
 /* ---- cursors ---- */
 
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64_digit(char c)
-{
-    const char *p = c ? strchr(B64URL, c) : NULL;
-    return p ? (int)(p - B64URL) : -1;
-}
-
 /* "m1" + kind + dir + "." + base64url(key) without padding. */
 static char *cursor_encode(const od_host_api *h, char kind, uint32_t descending, const char *key)
 {
     size_t n = strlen(key);
-    char *out = h->alloc(SM_CURSOR_PREFIX_LEN + (n + 2) / 3 * 4 + 1);
+    char *out = h->alloc(SM_CURSOR_PREFIX_LEN + ODM_B64URL_LEN(n) + 1);
     if (!out)
         return NULL;
     char *o = out;
     *o++ = 'm', *o++ = '1', *o++ = kind, *o++ = descending ? 'd' : 'a', *o++ = '.';
-    const unsigned char *k = (const unsigned char *)key;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)k[i] << 16 | (i + 1 < n ? (uint32_t)k[i + 1] << 8 : 0) |
-                     (i + 2 < n ? k[i + 2] : 0);
-        *o++ = B64URL[v >> 18 & 63];
-        *o++ = B64URL[v >> 12 & 63];
-        if (i + 1 < n)
-            *o++ = B64URL[v >> 6 & 63];
-        if (i + 2 < n)
-            *o++ = B64URL[v & 63];
-    }
-    *o = '\0';
+    odm_b64url_encode(key, n, o);
     return out;
 }
 
@@ -257,28 +239,12 @@ static od_status cursor_decode(const char *cursor, char kind, uint32_t descendin
         cursor[1] != '1' || cursor[2] != kind || cursor[3] != (descending ? 'd' : 'a') ||
         cursor[4] != '.')
         return OD_ERR_INVALID;
-    const char *b = cursor + SM_CURSOR_PREFIX_LEN;
-    size_t blen = len - SM_CURSOR_PREFIX_LEN;
-    if (blen % 4 == 1 || blen / 4 * 3 + (blen % 4 ? blen % 4 - 1 : 0) > OD_KEY_MAX)
-        return OD_ERR_INVALID;
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < blen; i++) {
-        int d = b64_digit(b[i]);
-        if (d < 0)
-            return OD_ERR_INVALID;
-        acc = acc << 6 | (uint32_t)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            key[n++] = (char)(acc >> bits & 0xff);
-        }
-    }
-    if (acc & ((1u << bits) - 1)) /* non-canonical: leftover bits must be zero */
+    long n = odm_b64url_decode(cursor + SM_CURSOR_PREFIX_LEN, len - SM_CURSOR_PREFIX_LEN,
+                               (unsigned char *)key, OD_KEY_MAX);
+    if (n < 0)
         return OD_ERR_INVALID;
     key[n] = '\0';
-    return od_storage_valid_key(key) && strlen(key) == n ? OD_OK : OD_ERR_INVALID;
+    return od_storage_valid_key(key) && strlen(key) == (size_t)n ? OD_OK : OD_ERR_INVALID;
 }
 
 /* ---- documents out ---- */

@@ -30,6 +30,7 @@
 #include <orderd/orderd.h>
 
 #include "odm_tables.h"
+#include "odm_b64.h"
 #include "odsql.h"
 
 #define SS_TOKEN_MAX 255
@@ -561,67 +562,6 @@ static od_status ss_del(void *self, const char *table, const char *key, uint64_t
 
 /* ---- cursors ---- */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static size_t b64_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = B64[v >> 18];
-        out[o++] = B64[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = B64[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = B64[v & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64_value(char ch)
-{
-    const char *p = ch ? strchr(B64, ch) : NULL;
-    return p ? (int)(p - B64) : -1;
-}
-
-/* Strict: alphabet only, no padding, unused trailing bits zero. Returns the
- * decoded length or -1. */
-static long b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    if (n % 4 == 1 || (n / 4) * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(in[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        if (i % 4 == 3) {
-            out[o++] = (unsigned char)(acc >> 16);
-            out[o++] = (unsigned char)(acc >> 8);
-            out[o++] = (unsigned char)acc;
-            acc = 0;
-        }
-    }
-    if (n % 4 == 2) {
-        if (acc & 0xf)
-            return -1;
-        out[o++] = (unsigned char)(acc >> 4);
-    } else if (n % 4 == 3) {
-        if (acc & 0x3)
-            return -1;
-        out[o++] = (unsigned char)(acc >> 10);
-        out[o++] = (unsigned char)(acc >> 2);
-    }
-    return (long)o;
-}
-
 /* What a cursor belongs to: the page request minus the position. */
 typedef struct page_ctx {
     char op;  /* 's' scan, 'q' query */
@@ -657,7 +597,7 @@ static char *cursor_encode(const od_host_api *h, const page_ctx *p, const char *
 {
     char buf[OD_CURSOR_MAX + 1];
     size_t n = (size_t)snprintf(buf, sizeof buf, "s1%c%c.", p->op, p->dir);
-    n += b64_encode((const unsigned char *)key, strlen(key), buf + n);
+    n += odm_b64url_encode(key, strlen(key), buf + n);
     snprintf(buf + n, sizeof buf - n, ".%016llx", (unsigned long long)cursor_hash(p, key));
     return h->strdup(buf);
 }
@@ -671,7 +611,7 @@ static int cursor_decode(const page_ctx *p, const char *cursor, char *key)
         cursor[2] != p->op || cursor[3] != p->dir || cursor[4] != '.' ||
         strlen(dot + 1) != SS_HASH_HEX)
         return 0;
-    long len = b64_decode(cursor + 5, (size_t)(dot - cursor - 5), (unsigned char *)key,
+    long len = odm_b64url_decode(cursor + 5, (size_t)(dot - cursor - 5), (unsigned char *)key,
                           OD_KEY_MAX);
     if (len <= 0)
         return 0;
