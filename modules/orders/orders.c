@@ -573,8 +573,9 @@ static void sleep_ms(int ms)
 }
 
 /* A retry of a key already taken: the same request gets the original
- * order, a different one 409. The first request writes its record before
- * its order, so the order may not be there yet: wait for it briefly. */
+ * order, a different one 409. Without put_batch the first request writes
+ * its record before its order, so the order may not be there yet: wait for
+ * it briefly (with put_batch both appear together and the first look hits). */
 static od_status replay(orders *o, od_request *req, const char *customer_id, const odi_record *rec,
                         order_request *rq)
 {
