@@ -91,6 +91,8 @@ od_status odm_page_params(const od_host_api *h, od_request *req, odm_page_req *o
 /* "2026-11-26T10:00:00.123Z" into out[ODM_TIME_LEN + 1]. */
 #define ODM_TIME_LEN 24
 void odm_iso8601(int64_t ms, char *out);
+/* The reverse, strictly (exactly that shape): ms since the epoch, or -1. */
+int64_t odm_iso8601_parse(const char *s);
 
 /* 8-4-4-4-12 lower-case hex, as host->new_id produces. */
 int odm_is_uuid(const char *s);

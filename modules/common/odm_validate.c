@@ -166,6 +166,20 @@ void odm_iso8601(int64_t ms, char *out)
     snprintf(out + n, ODM_TIME_LEN + 1 - n, ".%03dZ", (int)(ms % 1000));
 }
 
+int64_t odm_iso8601_parse(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0, used = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &used) != 7 ||
+        used == 0 || s[used] != '\0')
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (int64_t)t * 1000 + ms;
+}
+
 int odm_is_uuid(const char *s)
 {
     static const char dash_at[] = {8, 13, 18, 23};

@@ -58,18 +58,6 @@ typedef struct idem_expiry {
     uint64_t version;
 } idem_expiry;
 
-static int64_t parse_iso8601_ms(const char *s)
-{
-    struct tm tm = {0};
-    int ms = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &ms) != 7)
-        return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
-}
-
 od_status odi_find(const odi *i, const char *key, odi_record *rec)
 {
     od_doc d = {0};
@@ -85,7 +73,8 @@ od_status odi_find(const odi *i, const char *key, odi_record *rec)
     if (strlen(order_id) < sizeof rec->order_id && strlen(hash) == ODI_HASH_LEN) {
         snprintf(rec->order_id, sizeof rec->order_id, "%s", order_id);
         snprintf(rec->hash, sizeof rec->hash, "%s", hash);
-        rec->created_ms = parse_iso8601_ms(odo_str(r, "createdAt"));
+        int64_t created = odm_iso8601_parse(odo_str(r, "createdAt"));
+        rec->created_ms = created < 0 ? 0 : created; /* unreadable: expired long ago */
         rec->version = version;
         s = OD_OK;
     }

@@ -195,21 +195,6 @@ static uint32_t backoff_ms(const qw *self, uint32_t attempt)
     return (uint32_t)(low + r % (span + 1));
 }
 
-/* "2026-11-26T10:00:00.123Z" -> ms since the epoch; -1 if malformed. */
-static int64_t parse_time_ms(const char *s)
-{
-    struct tm tm = {0};
-    int ms = 0, used = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &used) != 7 ||
-        used == 0 || s[used] != '\0')
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    return t == (time_t)-1 ? -1 : (int64_t)t * 1000 + ms;
-}
-
 static const char *str_member(json_object *obj, const char *key)
 {
     json_object *v = NULL;
@@ -590,7 +575,7 @@ static int64_t lease_left_ms(const qw_order *o, const char *holder, int64_t now)
     if (!status_is(o->status, "PROCESSING"))
         return 0;
     const char *by = str_member(o->obj, "leaseMessage");
-    int64_t until = parse_time_ms(str_member(o->obj, "leaseUntil"));
+    int64_t until = odm_iso8601_parse(str_member(o->obj, "leaseUntil"));
     if (!by || (holder && strcmp(by, holder) == 0) || until <= now)
         return 0;
     return until - now;
@@ -895,8 +880,8 @@ static void workers_stop(qw *self, int close)
  * read: such an order is re-queued, a duplicate beats a stuck order. */
 static int64_t last_progress_ms(json_object *order)
 {
-    int64_t updated = parse_time_ms(str_member(order, "updatedAt"));
-    int64_t requeued = parse_time_ms(str_member(order, "requeuedAt"));
+    int64_t updated = odm_iso8601_parse(str_member(order, "updatedAt"));
+    int64_t requeued = odm_iso8601_parse(str_member(order, "requeuedAt"));
     return updated > requeued ? updated : requeued;
 }
 

@@ -236,6 +236,12 @@ START_TEST(timestamps_and_ids)
     ck_assert_str_eq(t, "2026-11-26T10:00:00.123Z");
     odm_iso8601(0, t);
     ck_assert_str_eq(t, "1970-01-01T00:00:00.000Z");
+    ck_assert_int_eq(odm_iso8601_parse("2026-11-26T10:00:00.123Z"), 1795687200123LL);
+    ck_assert_int_eq(odm_iso8601_parse(t), 0);
+    ck_assert_int_eq(odm_iso8601_parse("2026-11-26T10:00:00.123Zx"), -1);
+    ck_assert_int_eq(odm_iso8601_parse("2026-11-26T10:00:00Z"), -1);
+    ck_assert_int_eq(odm_iso8601_parse(""), -1);
+    ck_assert_int_eq(odm_iso8601_parse(NULL), -1);
     ck_assert(odm_is_uuid("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"));
     ck_assert(!odm_is_uuid("0190A1B2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"));
     ck_assert(!odm_is_uuid("0190a1b2c3d4-7e5f-8a9b-0c1d2e3f4a5b0"));
