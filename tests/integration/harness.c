@@ -398,7 +398,7 @@ static void exec_server(const char *bin, const char *cfg, const char *log_path)
     _exit(127);
 }
 
-static char *read_file(const char *path)
+char *ih_read_file(const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -432,13 +432,13 @@ static int port_from_log(const char *log)
 
 const char *ih_server_log(const ih_server *s)
 {
-    char *log = read_file(s->log_path);
+    char *log = ih_read_file(s->log_path);
     return log ? own(log) : "";
 }
 
 void ih_dump_log(const ih_server *s)
 {
-    char *log = read_file(s->log_path);
+    char *log = ih_read_file(s->log_path);
     if (!log)
         return;
     size_t len = strlen(log);
@@ -485,7 +485,7 @@ void ih_server_launch(ih_server *s, const char *config)
 
     int64_t deadline = ih_monotonic_ms() + start_timeout_ms();
     while (ih_monotonic_ms() < deadline) {
-        char *log = read_file(s->log_path);
+        char *log = ih_read_file(s->log_path);
         s->port = port_from_log(log);
         free(log);
         if (s->port)
@@ -558,7 +558,7 @@ static int leaked(const char *log, const char *secret, const char *label)
 static int log_leaks(const ih_server *s)
 {
     static const char *const always[] = { "passwordHash", "$argon2", IH_JWT_SECRET };
-    char *log = read_file(s->log_path);
+    char *log = ih_read_file(s->log_path);
     if (!log)
         return 0;
     int leaks = 0;

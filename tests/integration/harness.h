@@ -112,6 +112,8 @@ int ih_failed_servers(void);
 void ih_dump_log(const ih_server *s);
 /* The whole server log so far (harness-owned), "" if there is none. */
 const char *ih_server_log(const ih_server *s);
+/* A whole file, malloc'd (free() it); NULL if it cannot be opened. */
+char *ih_read_file(const char *path);
 
 /* ---- HTTP ----
  * headers: NULL-terminated "Name: value" list or NULL. body may be NULL.

@@ -98,23 +98,6 @@ static const char *crash_config(const char *durability)
             SWEEP_AFTER_MS);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, mem);
-    fclose(f);
-    fclose(mem);
-    return buf;
-}
-
 static void log_path_of(int start, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/orderd-%d.log", C.srv.dir, start);
@@ -463,7 +446,7 @@ static int count_in_logs(const char *needle, int from_start)
     for (int i = from_start; i <= C.starts; i++) {
         char path[256];
         log_path_of(i, path, sizeof path);
-        char *log = slurp(path);
+        char *log = ih_read_file(path);
         for (const char *p = log; p && (p = strstr(p, needle)) != NULL; p++)
             n++;
         free(log);
