@@ -35,6 +35,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "orderd/status.h"
 #include "orderd/module.h"
 #include "orderd/queue.h"
@@ -155,6 +156,27 @@ static inline int od_storage_valid_table_def(const od_table_def *def)
                 a++, b++;
             if (*a == *b)
                 return 0; /* the same name twice */
+        }
+    }
+    return 1;
+}
+
+/* The shape of a put_batch() call every backend refuses the same way:
+ * 1..OD_BATCH_MAX puts, none NULL or smaller than this od_put, no
+ * (table, key) twice. Each put's own arguments are the backend's to check
+ * as for put(). */
+static inline int od_storage_valid_batch(const od_put *const *puts, size_t n)
+{
+    if (!puts || n < 1 || n > OD_BATCH_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!puts[i] || puts[i]->size < sizeof(od_put))
+            return 0;
+        for (size_t j = 0; j < i && puts[i]->table && puts[i]->key; j++) {
+            const od_put *a = puts[i], *b = puts[j];
+            if (b->table && b->key && strcmp(a->table, b->table) == 0 &&
+                strcmp(a->key, b->key) == 0)
+                return 0;
         }
     }
     return 1;

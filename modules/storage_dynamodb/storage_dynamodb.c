@@ -1245,20 +1245,16 @@ static od_status batch_check(const dd *d, const od_put *const *puts, size_t n, i
                              batch_put *b)
 {
     size_t items = 0, bytes = 0;
-    if (!puts || n < 1 || n > OD_BATCH_MAX)
+    /* Also what DynamoDB demands: a transaction names an item once. */
+    if (!od_storage_valid_batch(puts, n))
         return OD_ERR_INVALID;
     for (size_t i = 0; i < n; i++) {
         const od_put *p = puts[i];
         const dd_table *t = NULL;
-        if (!p || p->size < sizeof *p)
-            return OD_ERR_INVALID;
         od_status s = put_check(d, p->table, p->key, p->body, p->len, p->idx, p->n_idx, p->cond,
                                 &t);
         if (s != OD_OK)
             return s;
-        for (size_t j = 0; j < i; j++)
-            if (b[j].a.t == t && strcmp(b[j].a.key, p->key) == 0)
-                return OD_ERR_INVALID; /* a transaction names an item once */
         b[i] = (batch_put){{t, p->key, p->body, p->len, p->idx, p->n_idx, p->cond, p->expected,
                             pin_upserts, 0},
                            t->def->n_unique || (pin_upserts && p->cond == OD_PUT_UPSERT), NULL, 0};

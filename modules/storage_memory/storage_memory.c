@@ -607,30 +607,23 @@ typedef struct sm_batch {
     size_t n_locks;
 } sm_batch;
 
-/* put()'s checks on every put, plus the batch's own: 1..OD_BATCH_MAX puts,
- * each (table, key) once. Nothing is allocated. */
+/* The batch's shape (od_storage_valid_batch) and put()'s checks on every
+ * put. Nothing is allocated. */
 static od_status batch_resolve(const sm_store *st, const od_put *const *puts, size_t n,
                                sm_batch *b)
 {
-    if (!puts || n < 1 || n > OD_BATCH_MAX)
+    if (!od_storage_valid_batch(puts, n))
         return OD_ERR_INVALID;
     for (size_t i = 0; i < n; i++) {
         const od_put *in = puts[i];
         sm_bput *bp = &b->puts[i];
-        if (!in || in->size < sizeof(od_put))
-            return OD_ERR_INVALID;
         bp->p = (sm_put){.key = in->key, .body = in->body, .len = in->len, .cond = in->cond,
                          .expected = in->expected};
         if (put_resolve(st, in->table, in->idx, in->n_idx, &bp->t, &bp->p) != OD_OK)
             return OD_ERR_INVALID;
         bp->room = 1;
-        for (size_t j = 0; j < i; j++) {
-            if (b->puts[j].t != bp->t)
-                continue;
-            if (strcmp(b->puts[j].p.key, bp->p.key) == 0)
-                return OD_ERR_INVALID;
-            bp->room++;
-        }
+        for (size_t j = 0; j < i; j++) /* earlier puts into this table need room too */
+            bp->room += b->puts[j].t == bp->t;
     }
     b->n = n;
     /* One global lock order, the registry's: put() and every other op hold

@@ -445,8 +445,7 @@ static od_status batch_txn(odsql_conn *c, void *arg)
 
 static od_status batch_put_args(const ss *s, const od_put *p, put_args *a)
 {
-    const odm_table *t =
-        p && p->size >= sizeof(od_put) ? odm_table_find(&s->tables, p->table) : NULL;
+    const odm_table *t = odm_table_find(&s->tables, p->table);
     if (!t || !od_storage_valid_key(p->key) || !p->body || p->cond > OD_PUT_IF_VERSION ||
         !odm_tables_values(&s->tables, t, p->idx, p->n_idx, NULL))
         return OD_ERR_INVALID;
@@ -456,15 +455,11 @@ static od_status batch_put_args(const ss *s, const od_put *p, put_args *a)
 
 static od_status batch_prepare(const ss *s, const od_put *const *puts, size_t n, batch_args *a)
 {
-    if (!puts || n < 1 || n > OD_BATCH_MAX)
+    if (!od_storage_valid_batch(puts, n))
         return OD_ERR_INVALID;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (batch_put_args(s, puts[i], &a->puts[i]) != OD_OK)
             return OD_ERR_INVALID;
-        for (size_t j = 0; j < i; j++) /* n <= 16: pairs are cheap */
-            if (a->puts[j].t == a->puts[i].t && strcmp(a->puts[j].key, a->puts[i].key) == 0)
-                return OD_ERR_INVALID;
-    }
     a->n = n;
     return OD_OK;
 }
